@@ -1,0 +1,161 @@
+// Package config reads photon-init's machine configuration,
+// /etc/photon/init.yaml.
+//
+// Decoding is strict: an unknown field, a value of the wrong type or a value
+// that fails validation is an error naming the file and the line, in the
+// form "FILE:LINE: message", so that both people and editors can jump to it.
+// The kernel command line (package boot) overrides what the file says.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultPath is where the machine configuration lives.
+const DefaultPath = "/etc/photon/init.yaml"
+
+// Config is the machine configuration. The zero value is a valid, empty
+// configuration.
+type Config struct {
+	// Hostname is the machine's host name (RFC 1123 label or FQDN).
+	Hostname string `yaml:"hostname"`
+	// Modules are kernel modules to load at boot in addition to those that
+	// coldplug finds for the machine's devices.
+	Modules []string `yaml:"modules"`
+	// Sysctl maps a sysctl key (dotted or slashed, "net.ipv4.ip_forward")
+	// to the value written into /proc/sys.
+	Sysctl map[string]Scalar `yaml:"sysctl"`
+	// Rlimits sets PID 1's resource limits, inherited by everything it
+	// starts: a name ("nofile", "nproc", "core", "memlock", "stack") to a
+	// soft and hard value ("1048576" or "4096:8192" or "unlimited").
+	Rlimits map[string]Scalar `yaml:"rlimits"`
+	// Console configures photon-init's own console output.
+	Console Console `yaml:"console"`
+}
+
+// Console configures photon-init's console output.
+type Console struct {
+	// LogLevel is the least severe level shown: debug, info, warn or
+	// error. The default is info.
+	LogLevel string `yaml:"loglevel"`
+	// Quiet shows only errors on the console.
+	Quiet bool `yaml:"quiet"`
+}
+
+// Scalar is a YAML scalar kept as its text, so that `1`, `"1"` and `yes`
+// are all accepted where the kernel wants a string.
+type Scalar string
+
+// UnmarshalYAML accepts any scalar and rejects sequences and mappings.
+func (s *Scalar) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: expected a scalar value, found a %s", n.Line, kindName(n.Kind))}}
+	}
+	*s = Scalar(n.Value)
+	return nil
+}
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.AliasNode:
+		return "alias"
+	}
+	return "document"
+}
+
+// Error is a configuration error at a position in a file.
+type Error struct {
+	File string
+	Line int // 0 when the position is unknown
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// Errors is every error found in one file, in line order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// Load reads and validates the configuration at path. A missing file is not
+// an error: it yields an empty Config and an error matching os.ErrNotExist,
+// which callers usually ignore.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return &Config{}, err
+		}
+		return &Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates configuration text; name is used in errors.
+// On error the returned Config holds nothing (never half a file).
+func Parse(name string, data []byte) (*Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return &Config{}, yamlErrors(name, err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return &Config{}, yamlErrors(name, err)
+	}
+	if errs := cfg.validate(name, &root); len(errs) > 0 {
+		return &Config{}, errs
+	}
+	return &cfg, nil
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// yamlErrors turns yaml.v3's messages ("yaml: line 3: ...", or a TypeError
+// holding "line 3: field x not found in type config.Config") into Errors.
+func yamlErrors(name string, err error) Errors {
+	var msgs []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{err.Error()}
+	}
+	var out Errors
+	for _, m := range msgs {
+		e := &Error{File: name, Msg: strings.TrimPrefix(m, "yaml: ")}
+		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
+			e.Line, _ = strconv.Atoi(sm[1])
+			e.Msg = sm[2]
+		}
+		out = append(out, e)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
+	return out
+}

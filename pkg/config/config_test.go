@@ -1,0 +1,111 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name    string
+		text    string
+		wantErr string // substring; "" means success
+		check   func(*testing.T, *Config)
+	}{
+		{name: "empty", text: ""},
+		{name: "comments only", text: "# nothing\n"},
+		{
+			name: "full",
+			text: `hostname: web-1.example
+modules: [virtio_net, fs-overlay]
+sysctl:
+  net.ipv4.ip_forward: 1
+  kernel/panic: "10"
+rlimits:
+  nofile: 65536:1048576
+  core: unlimited
+console:
+  loglevel: debug
+  quiet: false
+`,
+			check: func(t *testing.T, c *Config) {
+				if c.Hostname != "web-1.example" || len(c.Modules) != 2 || c.Sysctl["net.ipv4.ip_forward"] != "1" ||
+					c.Sysctl["kernel/panic"] != "10" || c.Console.LogLevel != "debug" || c.Rlimits["nofile"] != "65536:1048576" {
+					t.Errorf("decoded %+v", c)
+				}
+			},
+		},
+		{name: "unknown field", text: "hostname: a\nmodules: []\nhostnme: b\n", wantErr: "init.yaml:3: field hostnme not found"},
+		{name: "wrong type", text: "modules: virtio_net\n", wantErr: "init.yaml:1: cannot unmarshal !!str `virtio_net` into []string"},
+		{name: "syntax", text: "hostname: a\n  bad: [\n", wantErr: "init.yaml:2:"},
+		{name: "bad hostname", text: "\nhostname: -bad-\n", wantErr: `init.yaml:2: hostname: "-bad-" is not a valid host name`},
+		{name: "bad module", text: "modules:\n  - ok\n  - \"no way\"\n", wantErr: `init.yaml:3: modules: "no way" is not a module name`},
+		{name: "bad sysctl key", text: "sysctl:\n  \"../../etc\": 1\n", wantErr: "init.yaml:2: sysctl:"},
+		{name: "sysctl list value", text: "sysctl:\n  a.b:\n    - 1\n", wantErr: "init.yaml:3: expected a scalar value, found a list"},
+		{name: "bad rlimit name", text: "rlimits:\n  files: 10\n", wantErr: `init.yaml:2: rlimits: unknown rlimit "files"`},
+		{name: "bad rlimit order", text: "rlimits:\n  nofile: 10:5\n", wantErr: "soft limit 10 above hard limit 5"},
+		{name: "bad loglevel", text: "console:\n  loglevel: loud\n", wantErr: `init.yaml:2: console.loglevel: "loud" is not one of`},
+		{name: "unknown nested", text: "console:\n  colour: red\n", wantErr: "init.yaml:2: field colour not found in type config.Console"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("/etc/photon/init.yaml", []byte(tt.text))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if tt.check != nil {
+					tt.check(t, cfg)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
+			}
+			if cfg == nil || cfg.Hostname != "" || len(cfg.Modules) != 0 {
+				t.Errorf("a failed parse returned a non-empty config: %+v", cfg)
+			}
+		})
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	cfg, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if !errors.Is(err, os.ErrNotExist) || cfg == nil {
+		t.Fatalf("Load(missing) = %v, %v; want empty config and ErrNotExist", cfg, err)
+	}
+}
+
+func TestParseRlimit(t *testing.T) {
+	tests := []struct {
+		name, value string
+		soft, hard  uint64
+		ok          bool
+	}{
+		{"nofile", "1024", 1024, 1024, true},
+		{"nofile", "1024:4096", 1024, 4096, true},
+		{"core", "unlimited", ^uint64(0), ^uint64(0), true},
+		{"nofile", "x", 0, 0, false},
+		{"bogus", "1", 0, 0, false},
+	}
+	for _, tt := range tests {
+		r, err := ParseRlimit(tt.name, tt.value)
+		if (err == nil) != tt.ok || (tt.ok && (r.Soft != tt.soft || r.Hard != tt.hard)) {
+			t.Errorf("ParseRlimit(%q, %q) = %+v, %v", tt.name, tt.value, r, err)
+		}
+	}
+}
+
+func TestSysctlPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"net.ipv4.ip_forward": "/proc/sys/net/ipv4/ip_forward",
+		"kernel/panic":        "/proc/sys/kernel/panic",
+	} {
+		if got := SysctlPath(in); got != want {
+			t.Errorf("SysctlPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -174,12 +174,14 @@ func TestShutdownSequence(t *testing.T) {
 	lines := &lockedBuf{ch: make(chan string, 100)}
 	var rebooted []int
 	s := &Shutdown{
-		Log:            slog.New(slog.NewTextHandler(lines, nil)),
-		Grace:          500 * time.Millisecond,
-		SyncTimeout:    5 * time.Second,
-		UnmountTimeout: time.Second,
-		Before:         []Step{{Name: "containers", Run: func(context.Context) error { return nil }}},
-		Reboot:         func(cmd int) error { rebooted = append(rebooted, cmd); return nil },
+		Log:             slog.New(slog.NewTextHandler(lines, nil)),
+		SignalProcesses: true,
+		Unmount:         true,
+		Grace:           500 * time.Millisecond,
+		SyncTimeout:     5 * time.Second,
+		UnmountTimeout:  time.Second,
+		Before:          []Step{{Name: "containers", Run: func(context.Context) error { return nil }}},
+		Reboot:          func(cmd int) error { rebooted = append(rebooted, cmd); return nil },
 	}
 	start := time.Now()
 	if err := s.Run(Request{Action: Reboot, Reason: "test"}); err != nil {

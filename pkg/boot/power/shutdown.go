@@ -30,6 +30,11 @@ type Shutdown struct {
 	// Before are steps run first, in order (stopping containers in reverse
 	// dependency order hooks in here).
 	Before []Step
+	// SignalProcesses enables the steps that signal every process
+	// (kill(-1)): only right for PID 1 of its own PID namespace.
+	SignalProcesses bool
+	// Unmount enables unmounting every filesystem.
+	Unmount bool
 	// Grace is how long processes get between SIGTERM and SIGKILL.
 	Grace time.Duration
 	// SyncTimeout bounds sync(2).
@@ -44,27 +49,30 @@ type Shutdown struct {
 	Reboot func(cmd int) error
 }
 
-// Steps returns the whole sequence for req, Before steps first.
+// Steps returns the whole sequence, Before steps first.
 func (s *Shutdown) Steps() []Step {
 	steps := append([]Step(nil), s.Before...)
-	return append(steps,
-		Step{Name: "stop-processes", Timeout: s.Grace + time.Second, Run: func(ctx context.Context) error {
+	if s.SignalProcesses {
+		steps = append(steps, Step{Name: "stop-processes", Timeout: s.Grace + time.Second, Run: func(ctx context.Context) error {
 			return signalAllAndWait(ctx, s.Log, unix.SIGTERM, s.Grace)
 		}},
-		Step{Name: "kill-remaining", Timeout: 3 * time.Second, Run: func(ctx context.Context) error {
-			return signalAllAndWait(ctx, s.Log, unix.SIGKILL, 2*time.Second)
-		}},
-		Step{Name: "sync", Timeout: s.SyncTimeout, Run: func(ctx context.Context) error {
-			unix.Sync()
-			return nil
-		}},
-		Step{Name: "unmount", Timeout: 30 * time.Second, Run: func(ctx context.Context) error {
+			Step{Name: "kill-remaining", Timeout: 3 * time.Second, Run: func(ctx context.Context) error {
+				return signalAllAndWait(ctx, s.Log, unix.SIGKILL, 2*time.Second)
+			}})
+	}
+	steps = append(steps, Step{Name: "sync", Timeout: s.SyncTimeout, Run: func(ctx context.Context) error {
+		unix.Sync()
+		return nil
+	}})
+	if s.Unmount {
+		steps = append(steps, Step{Name: "unmount", Timeout: 30 * time.Second, Run: func(ctx context.Context) error {
 			if failed := mounts.UnmountAll(ctx, s.Log, "/", s.UnmountTimeout); len(failed) > 0 {
 				return fmt.Errorf("left mounted: %s", strings.Join(failed, " "))
 			}
 			return nil
-		}},
-	)
+		}})
+	}
+	return steps
 }
 
 // Run carries out the shutdown for req and ends with reboot(2). It returns

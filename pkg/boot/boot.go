@@ -1,0 +1,318 @@
+package boot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/photon-init/photon-init/internal/safe"
+	"github.com/photon-init/photon-init/pkg/boot/console"
+	"github.com/photon-init/photon-init/pkg/boot/power"
+	"github.com/photon-init/photon-init/pkg/boot/timeline"
+	"github.com/photon-init/photon-init/pkg/config"
+	"github.com/photon-init/photon-init/pkg/mounts"
+)
+
+// TimelinePath is where the boot timeline is written as JSON.
+const TimelinePath = "/run/photon/timeline.json"
+
+// Options configure a boot.
+type Options struct {
+	// Version is shown on the console.
+	Version string
+	// PID1Start is timeline.Now() taken first thing in main.
+	PID1Start time.Duration
+	// Sandbox is "boot --force" outside a real machine: nothing that changes
+	// the host kernel is done, and the shutdown ends with exit(0).
+	Sandbox bool
+	// ConfigPath is the machine configuration; "" means config.DefaultPath.
+	ConfigPath string
+	// LoadModules loads the declared modules and those coldplug finds for
+	// the machine's devices (package kmod). Nil skips the step.
+	LoadModules func(ctx context.Context, log *slog.Logger, declared []string) error
+	// RunReaper runs the reaper of orphaned processes until ctx ends. It is
+	// started before anything else.
+	RunReaper func(ctx context.Context, log *slog.Logger)
+}
+
+// Machine is the state of a booting and running machine.
+type Machine struct {
+	opts     Options
+	log      *slog.Logger
+	level    *slog.LevelVar
+	console  *console.Console
+	timeline *timeline.Timeline
+	requests chan power.Request
+
+	mu       sync.Mutex
+	cmdline  Cmdline
+	settings Settings
+}
+
+// Step is one step of the boot plan.
+type Step struct {
+	Name string
+	Run  func(m *Machine, ctx context.Context) error
+	// Fatal steps put the machine in the emergency state when they fail.
+	Fatal bool
+	// Machine steps change the kernel's global state; sandbox mode skips
+	// them.
+	Machine bool
+}
+
+// Phase is a group of steps that run in parallel; phases run in order.
+type Phase struct {
+	Name  string
+	Steps []Step
+}
+
+// Plan is the boot sequence.
+func Plan() []Phase {
+	return []Phase{
+		{"early", []Step{{Name: "apifs", Run: (*Machine).mountAPI, Fatal: true}}},
+		{"setup", []Step{{Name: "cmdline", Run: (*Machine).readCmdline}}},
+		{"config", []Step{{Name: "config", Run: (*Machine).loadConfig}}},
+		{"system", []Step{
+			{Name: "modules", Run: (*Machine).loadModules, Machine: true},
+			{Name: "hostname", Run: (*Machine).setHostname},
+			{Name: "rlimits", Run: (*Machine).setRlimits},
+			{Name: "entropy", Run: (*Machine).checkEntropy},
+		}},
+		{"late", []Step{
+			{Name: "sysctl", Run: (*Machine).applySysctl, Machine: true},
+			{Name: "power-button", Run: (*Machine).watchPowerButton, Machine: true},
+		}},
+	}
+}
+
+// Main is PID 1: it boots the machine and then serves power requests for
+// ever. It never returns on a real machine; in sandbox mode the process
+// exits at the end of a shutdown.
+func Main(opts Options) {
+	m := newMachine(opts, os.Stderr)
+	mode := "as PID 1"
+	if opts.Sandbox {
+		mode = fmt.Sprintf("in sandbox mode (pid %d)", os.Getpid())
+	}
+	m.log.Info(fmt.Sprintf("photon-init %s starting %s (uptime %.3fs)", opts.Version, mode, opts.PID1Start.Seconds()))
+
+	ctx := context.Background()
+	m.handleSignals(ctx)
+	if opts.RunReaper != nil {
+		safe.Go(m.log, "reaper", func() { opts.RunReaper(ctx, m.log) })
+	}
+	safe.Go(m.log, "boot", func() { m.boot(ctx) })
+	for {
+		if err := safe.Call("pid1", func() error { m.serve(); return nil }); err != nil {
+			m.log.Error(err.Error())
+			time.Sleep(100 * time.Millisecond) // never spin on a repeating panic
+		}
+	}
+}
+
+// newMachine returns a machine whose console starts out on w.
+func newMachine(opts Options, w io.Writer) *Machine {
+	if opts.ConfigPath == "" {
+		opts.ConfigPath = config.DefaultPath
+	}
+	m := &Machine{
+		opts:     opts,
+		level:    new(slog.LevelVar),
+		console:  console.New(w),
+		timeline: timeline.New(opts.PID1Start, nil),
+		requests: make(chan power.Request, 8),
+	}
+	m.log = slog.New(console.NewHandler(m.console, m.level, timeline.Now))
+	return m
+}
+
+// boot runs the plan, then reports the boot complete.
+func (m *Machine) boot(ctx context.Context) {
+	if err := m.runPlan(ctx, Plan()); err != nil {
+		m.emergency(err)
+		return
+	}
+	if err := m.timeline.WriteFile(TimelinePath); err != nil {
+		m.log.Warn("timeline", "err", err)
+	}
+	var b strings.Builder
+	m.timeline.Format(&b)
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		m.log.Info(line)
+	}
+	sinceKernel, sincePID1 := m.timeline.Complete()
+	if err := m.timeline.WriteFile(TimelinePath); err != nil {
+		m.log.Warn("timeline", "err", err)
+	}
+	m.log.Info(fmt.Sprintf("boot complete: %.3fs since kernel start, %.3fs since PID-1 start", sinceKernel.Seconds(), sincePID1.Seconds()))
+}
+
+// runPlan runs phases in order and the steps of a phase in parallel. It
+// returns the error of the first fatal step that failed.
+func (m *Machine) runPlan(ctx context.Context, plan []Phase) error {
+	for _, ph := range plan {
+		var wg sync.WaitGroup
+		errs := make([]error, len(ph.Steps))
+		for i, st := range ph.Steps {
+			if st.Machine && m.opts.Sandbox {
+				m.log.Debug("sandbox mode: skipping step", "step", st.Name)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				end := m.timeline.Begin(ph.Name, st.Name)
+				err := safe.Call(st.Name, func() error { return st.Run(m, ctx) })
+				end(err)
+				if err != nil {
+					m.reportStepError(st.Name, err)
+					if st.Fatal {
+						errs[i] = fmt.Errorf("boot step %s: %w", st.Name, err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reportStepError shows a step's error, one console line per line of it.
+func (m *Machine) reportStepError(step string, err error) {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		m.log.Error(step + ": " + line)
+	}
+}
+
+// emergency is where a boot that cannot go on ends: the machine stays up,
+// PID 1 keeps reaping and obeying power requests.
+func (m *Machine) emergency(err error) {
+	m.log.Error(fmt.Sprintf("EMERGENCY: %v", err))
+	m.log.Error("EMERGENCY: the boot stopped here; photon-init keeps the machine up, reaping processes and obeying power requests (Ctrl-Alt-Del reboots, the power button and SIGTERM power off)")
+}
+
+// serve carries out power requests for ever.
+func (m *Machine) serve() {
+	for req := range m.requests {
+		m.shutdown(req)
+	}
+}
+
+// shutdown runs the shutdown sequence; it returns only if reboot(2) failed.
+func (m *Machine) shutdown(req power.Request) {
+	s := &power.Shutdown{
+		Log:             m.log,
+		Grace:           5 * time.Second,
+		SyncTimeout:     10 * time.Second,
+		UnmountTimeout:  2 * time.Second,
+		SignalProcesses: !m.opts.Sandbox,
+		Unmount:         !m.opts.Sandbox,
+		Flush:           func() { m.console.Flush(2 * time.Second) },
+	}
+	if m.opts.Sandbox {
+		s.Reboot = func(int) error {
+			m.log.Info("sandbox mode: exiting instead of reboot(2)")
+			m.console.Flush(2 * time.Second)
+			os.Exit(0)
+			return nil
+		}
+	}
+	if err := s.Run(req); err != nil {
+		m.log.Error("shutdown failed; the machine stays up and obeys the next request", "err", err)
+	}
+}
+
+// handleSignals turns power signals into requests, and catches every other
+// signal that would otherwise end the process: the Go runtime exits on an
+// unexpected SIGHUP or SIGQUIT, and PID 1 exiting is a kernel panic.
+// (signal.Ignore would be inherited by every child as SIG_IGN.)
+func (m *Machine) handleSignals(ctx context.Context) {
+	if !m.opts.Sandbox {
+		// Ctrl-Alt-Del sends SIGINT to PID 1 instead of an immediate reboot.
+		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+			m.log.Warn("reboot(CAD_OFF): Ctrl-Alt-Del will reset the machine at once", "err", err)
+		}
+	}
+	powerCh := make(chan os.Signal, 8)
+	signal.Notify(powerCh, power.Signals()...)
+	otherCh := make(chan os.Signal, 8)
+	signal.Notify(otherCh, survivableSignals()...)
+	safe.Go(m.log, "signals", func() {
+		for {
+			select {
+			case sig := <-powerCh:
+				if req, ok := power.ForSignal(sig); ok {
+					m.Request(req)
+				}
+			case sig := <-otherCh:
+				if sig == unix.SIGQUIT {
+					m.dumpGoroutines()
+					continue
+				}
+				m.log.Debug("ignored signal", "signal", power.SignalName(sig.(syscall.Signal)))
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+}
+
+// Request asks for a shutdown; a request made while one is under way is
+// dropped.
+func (m *Machine) Request(req power.Request) {
+	select {
+	case m.requests <- req:
+	default:
+		m.log.Warn("power request dropped: a shutdown is already under way", "action", req.Action.String(), "reason", req.Reason)
+	}
+}
+
+// survivableSignals are the signals whose default action ends a process and
+// that PID 1 must therefore catch, apart from the power signals. glibc's two
+// internal real-time signals (32, 33) and SIGPROF (the runtime's) are left.
+func survivableSignals() []os.Signal {
+	sigs := []os.Signal{unix.SIGHUP, unix.SIGQUIT, unix.SIGPIPE, unix.SIGALRM, unix.SIGVTALRM,
+		unix.SIGXCPU, unix.SIGXFSZ, unix.SIGSTKFLT, unix.SIGIO, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU}
+	taken := map[os.Signal]bool{}
+	for _, s := range power.Signals() {
+		taken[s] = true
+	}
+	for s := syscall.Signal(34); s <= 64; s++ {
+		if !taken[s] {
+			sigs = append(sigs, s)
+		}
+	}
+	return sigs
+}
+
+// dumpGoroutines writes every goroutine's stack to the console (SIGQUIT), the
+// debugging aid Go programs usually give by exiting.
+func (m *Machine) dumpGoroutines() {
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	m.log.Info("SIGQUIT: goroutine stacks follow")
+	m.console.Write(buf[:n])
+}
+
+// mountAPI mounts the API filesystems.
+func (m *Machine) mountAPI(ctx context.Context) error {
+	warnings, fatal := mounts.Create("/", mounts.APIFilesystems())
+	for _, w := range warnings {
+		m.log.Warn("apifs", "err", w)
+	}
+	return fatal
+}

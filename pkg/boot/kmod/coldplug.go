@@ -1,0 +1,185 @@
+package kmod
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxColdplugPasses bounds Coldplug's passes; each pass but the last must
+// find a device it has not seen, so the bound only guards against a kernel
+// that keeps creating devices.
+const maxColdplugPasses = 32
+
+// Coldplug loads the modules for the devices already present, as udev's
+// "trigger" does at boot: it walks sysfsRoot/devices (without following
+// symlinks) for modalias files, matches each new modalias against the
+// index's aliases, and loads the matching modules with their dependencies.
+// Loading a driver can create devices (virtio_pci creates the virtio
+// devices, button an input device), so it repeats until a pass finds no
+// modalias it has not seen.
+//
+// It returns one Result per module it loaded or failed to load (modules
+// already loaded are not reported) and an error joining the failures; a
+// failure never stops the other modules. Only a sysfs that cannot be read
+// at all, or ctx, ends it early.
+func (l *Loader) Coldplug(ctx context.Context, sysfsRoot string) ([]Result, error) {
+	root := filepath.Join(sysfsRoot, "devices")
+	seen := map[string]bool{}
+	reported := map[string]bool{}
+	var results []Result
+	start := time.Now()
+	passes := 0
+	for ctx.Err() == nil {
+		if passes == maxColdplugPasses {
+			l.log().Warn("kmod: coldplug stopped: devices kept appearing", "passes", passes)
+			break
+		}
+		passes++
+		var fresh []string
+		err := walkModaliases(root, func(modalias string) {
+			if !seen[modalias] {
+				seen[modalias] = true
+				fresh = append(fresh, modalias)
+			}
+		})
+		if err != nil {
+			return results, fmt.Errorf("coldplug: walk %s: %w", root, err)
+		}
+		if len(fresh) == 0 {
+			break
+		}
+		var matched []*Module
+		for _, a := range fresh {
+			matched = append(matched, l.Index.MatchAlias(a)...)
+		}
+		loaded := 0
+		for _, r := range l.LoadModules(ctx, l.Index.Closure(matched...)) {
+			if r.Status == AlreadyLoaded || reported[r.Name] {
+				continue
+			}
+			reported[r.Name] = true
+			if r.Status == Loaded {
+				loaded++
+			}
+			results = append(results, r)
+		}
+		l.log().Debug("kmod: coldplug pass", "pass", passes, "new_modaliases", len(fresh), "matched", len(matched), "loaded", loaded)
+	}
+	l.log().Debug("kmod: coldplug done", "passes", passes, "modaliases", len(seen), "duration", time.Since(start).Round(time.Microsecond))
+	return results, resultsError(ctx, results)
+}
+
+// walkModaliases calls fn with the content of every regular file named
+// "modalias" below dir, not following symlinks. Subdirectories that cannot
+// be read (devices vanish) are skipped; only an unreadable dir is an error.
+//
+// This is on the boot path, so it talks to the kernel directly: each
+// directory costs openat (relative to its parent, O_NOFOLLOW), getdents64
+// and close, with buffers reused across directories; os.ReadDir would add
+// the poller registration, finalizers and a sort per directory.
+func walkModaliases(dir string, fn func(string)) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	w := sysfsWalker{fn: fn}
+	err = w.walk(fd, 0)
+	unix.Close(fd)
+	if err != nil {
+		return &os.PathError{Op: "getdents", Path: dir, Err: err}
+	}
+	return nil
+}
+
+// maxSysfsDepth bounds the recursion; sysfs device paths are far shallower.
+const maxSysfsDepth = 64
+
+type sysfsWalker struct {
+	fn    func(string)
+	bufs  [][]byte // one getdents buffer per depth
+	names [][]string
+	read  [4096]byte
+}
+
+// walk reads the directory open at fd, reports its modalias file and walks
+// its subdirectories.
+func (w *sysfsWalker) walk(fd, depth int) error {
+	if depth >= maxSysfsDepth {
+		return nil
+	}
+	if len(w.bufs) <= depth {
+		w.bufs = append(w.bufs, make([]byte, 16*1024))
+		w.names = append(w.names, nil)
+	}
+	buf := w.bufs[depth]
+	subdirs := w.names[depth][:0]
+	hasModalias := false
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return err
+		}
+		if n <= 0 {
+			break
+		}
+		for off := 0; off < n; {
+			// struct linux_dirent64: ino u64, off s64, reclen u16,
+			// type u8, name (NUL-terminated).
+			reclen := int(buf[off+16]) | int(buf[off+17])<<8
+			typ := buf[off+18]
+			name := buf[off+19 : off+reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			off += reclen
+			switch typ {
+			case unix.DT_DIR:
+				if !(len(name) == 1 && name[0] == '.') && !(len(name) == 2 && name[0] == '.' && name[1] == '.') {
+					subdirs = append(subdirs, string(name))
+				}
+			case unix.DT_REG:
+				if string(name) == "modalias" {
+					hasModalias = true
+				}
+			}
+		}
+	}
+	w.names[depth] = subdirs
+	if hasModalias {
+		w.readModalias(fd)
+	}
+	for _, name := range subdirs {
+		cfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		_ = w.walk(cfd, depth+1)
+		unix.Close(cfd)
+	}
+	return nil
+}
+
+func (w *sysfsWalker) readModalias(dirfd int) {
+	fd, err := unix.Openat(dirfd, "modalias", unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	n, err := unix.Read(fd, w.read[:])
+	if err != nil || n <= 0 {
+		return
+	}
+	if s := strings.TrimSpace(string(w.read[:n])); s != "" {
+		w.fn(s)
+	}
+}

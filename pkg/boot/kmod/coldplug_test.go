@@ -1,0 +1,140 @@
+package kmod
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// fakeSysfs builds a sysfs-like tree and returns its root.
+func fakeSysfs(t *testing.T, files map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for rel, content := range files {
+		addSysfsFile(t, root, rel, content)
+	}
+	return root
+}
+
+func addSysfsFile(t *testing.T, root, rel, content string) {
+	t.Helper()
+	p := filepath.Join(root, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Error(err)
+		return
+	}
+	if err := os.WriteFile(p, []byte(content), 0o444); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestColdplugRepeatsUntilNoNewDevice(t *testing.T) {
+	// The fixture's modules.dep, with a module file for each line.
+	dep, err := os.ReadFile(filepath.Join(fixture, DepFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := map[string]string{}
+	for _, f := range []string{AliasFile, SoftdepFile, BuiltinFile} {
+		data, err := os.ReadFile(filepath.Join(fixture, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		extra[f] = string(data)
+	}
+	dir := writeModuleTree(t, string(dep), extra)
+
+	sys := fakeSysfs(t, map[string]string{
+		"devices/pci0000:00/0000:00:01.0/modalias":        "pci:v00001AF4d00001041sv00001AF4sd00001041bc02sc00i00\n",
+		"devices/pci0000:00/0000:00:02.0/modalias":        "pci:v00008086d00000D57sv00000000sd00000000bc06sc00i00\n", // no driver
+		"devices/LNXSYSTM:00/LNXPWRBN:00/modalias":        "acpi:LNXPWRBN:\n",
+		"devices/platform/serial8250/modalias":            "platform:serial8250\n",
+		"devices/system/cpu/modalias":                     "cpu:type:x86,ven0000fam0006mod003F:feature:,0000,0093,0095\n", // no 0094: no crc32c_intel
+		"devices/virtual/misc/empty/modalias":             "\n",
+		"outside/virtio0/modalias":                        "virtio:d00000002v00001AF4\n", // only reachable through a symlink
+		"devices/pci0000:00/0000:00:01.0/driver/.keep":    "",
+		"devices/pci0000:00/0000:00:01.0/subsystem/.keep": "",
+	})
+	// Symlinks that must not be followed: one into a tree with a device
+	// (virtio_blk would load), one looping back up.
+	if err := os.Symlink(filepath.Join(sys, "outside"), filepath.Join(sys, "devices/platform/link-to-outside")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../..", filepath.Join(sys, "devices/platform/serial8250/loop")); err != nil {
+		t.Fatal(err)
+	}
+
+	k := &fakeKernel{}
+	k.after = func(image string) {
+		switch image {
+		case "virtio_pci": // the PCI driver creates the virtio device
+			addSysfsFile(t, sys, "devices/pci0000:00/0000:00:01.0/virtio0/modalias", "virtio:d00000001v00001AF4\n")
+		case "button": // the ACPI button driver registers an input device
+			addSysfsFile(t, sys, "devices/LNXSYSTM:00/LNXPWRBN:00/input/input0/modalias", "input:b0019v0000p0001e0000-e0,1,k74,ramlsfw\n")
+		}
+	}
+	l, logs := newTestLoader(t, dir, k)
+	rs, err := l.Coldplug(context.Background(), sys)
+	if err != nil {
+		t.Fatalf("Coldplug: %v", err)
+	}
+	loaded := map[string]bool{}
+	for _, r := range rs {
+		if r.Status != Loaded {
+			t.Errorf("%s: %s", r.Name, r.Status)
+		}
+		loaded[r.Name] = true
+	}
+	for _, m := range []string{"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "button", "failover", "net_failover", "virtio_net", "evdev"} {
+		if !loaded[m] {
+			t.Errorf("%s not loaded; results %q", m, statuses(rs))
+		}
+	}
+	if len(rs) != 10 {
+		t.Errorf("results = %q, want exactly 10 modules", statuses(rs))
+	}
+	calls := k.Calls()
+	if len(calls) != 10 {
+		t.Errorf("kernel calls = %q, want each module once", calls)
+	}
+	if slices.Index(calls, "finit:virtio_pci") > slices.Index(calls, "finit:virtio_net") || slices.Index(calls, "finit:button") > slices.Index(calls, "finit:evdev") {
+		t.Errorf("kernel calls out of order: %q", calls)
+	}
+	if loaded["virtio_blk"] {
+		t.Error("virtio_blk loaded: the walk followed a symlink")
+	}
+	if !strings.Contains(logs.String(), "kmod: loaded virtio_net") {
+		t.Errorf("log lacks kmod: loaded virtio_net:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), "passes=3") {
+		t.Errorf("want 3 passes (pci, then virtio and input, then nothing new):\n%s", logs)
+	}
+}
+
+func TestColdplugReportsFailuresAndGoesOn(t *testing.T) {
+	dir := writeModuleTree(t, "kernel/a.ko:\nkernel/b.ko:\n", map[string]string{
+		AliasFile: "alias dev:a* a\nalias dev:b* b\n",
+	})
+	sys := fakeSysfs(t, map[string]string{
+		"devices/x/modalias": "dev:a1\n",
+		"devices/y/modalias": "dev:b1\n",
+		"devices/z/modalias": "dev:a2\n",
+	})
+	k := &fakeKernel{fail: map[string]error{"a": os.ErrInvalid}}
+	l, _ := newTestLoader(t, dir, k)
+	rs, err := l.Coldplug(context.Background(), sys)
+	if err == nil || !strings.Contains(err.Error(), "a.ko") {
+		t.Errorf("err = %v, want the failure of a.ko", err)
+	}
+	got := statuses(rs)
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"a=failed", "b=loaded"}) {
+		t.Errorf("results = %q", got)
+	}
+	if _, err := l.Coldplug(context.Background(), filepath.Join(sys, "missing")); err == nil {
+		t.Error("Coldplug of a missing sysfs: want an error")
+	}
+}

@@ -13,5 +13,32 @@ build: bin/photon-init
 bin/photon-init: $(shell find cmd pkg -name '*.go' 2>/dev/null) go.mod go.sum
 	CGO_ENABLED=1 $(GO) build $(GOFLAGS_STATIC) -o $@ ./cmd/photon-init
 
+# --- dependencies, tests, benchmark, demo (see README.md) ---
+
+BENCH_N    ?= 5
+# go test -run pattern for test-e2e, e.g. make test-e2e RUN='TestPoweroff/microvm'
+RUN        ?=
+E2E_FLAGS  ?= -count=1 -timeout 25m -v
+
+deps:
+	scripts/deps.sh
+
+demo: deps build
+	$(GO) run ./test/demo
+
+test: deps
+	$(GO) vet ./...
+	$(MAKE) --no-print-directory test-unit
+	$(MAKE) --no-print-directory test-e2e
+
+test-unit:
+	$(GO) test -short -count=1 ./...
+
+test-e2e: build
+	$(GO) test $(E2E_FLAGS) $(if $(RUN),-run '$(RUN)') ./test/vm/ ./test/e2e/
+
+bench: build
+	$(GO) run ./test/bench -n $(BENCH_N)
+
 clean:
 	rm -rf bin out

@@ -33,8 +33,9 @@ type Options struct {
 	Version string
 	// PID1Start is timeline.Now() taken first thing in main.
 	PID1Start time.Duration
-	// Sandbox is "boot --force" outside a real machine: nothing that changes
-	// the host kernel is done, and the shutdown ends with exit(0).
+	// Sandbox is "boot --force" outside a real machine, or PID 1 of a child
+	// PID namespace: nothing that changes the host kernel is done (modules,
+	// sysctl, host name, Ctrl-Alt-Del), and the shutdown ends with exit(0).
 	Sandbox bool
 	// ConfigPath is the machine configuration; "" means config.DefaultPath.
 	ConfigPath string
@@ -85,7 +86,7 @@ func Plan() []Phase {
 		{"config", []Step{{Name: "config", Run: (*Machine).loadConfig}}},
 		{"system", []Step{
 			{Name: "modules", Run: (*Machine).loadModules, Machine: true},
-			{Name: "hostname", Run: (*Machine).setHostname},
+			{Name: "hostname", Run: (*Machine).setHostname, Machine: true},
 			{Name: "rlimits", Run: (*Machine).setRlimits},
 			{Name: "entropy", Run: (*Machine).checkEntropy},
 		}},
@@ -105,7 +106,7 @@ func Main(opts Options) {
 	if opts.Sandbox {
 		mode = fmt.Sprintf("in sandbox mode (pid %d)", os.Getpid())
 	}
-	m.log.Info(fmt.Sprintf("photon-init %s starting %s (uptime %.3fs)", opts.Version, mode, opts.PID1Start.Seconds()))
+	m.notice(fmt.Sprintf("photon-init %s starting %s (uptime %.3fs)", opts.Version, mode, opts.PID1Start.Seconds()))
 
 	ctx := context.Background()
 	m.handleSignals(ctx)
@@ -155,7 +156,12 @@ func (m *Machine) boot(ctx context.Context) {
 	if err := m.timeline.WriteFile(TimelinePath); err != nil {
 		m.log.Warn("timeline", "err", err)
 	}
-	m.log.Info(fmt.Sprintf("boot complete: %.3fs since kernel start, %.3fs since PID-1 start", sinceKernel.Seconds(), sincePID1.Seconds()))
+	m.notice(fmt.Sprintf("boot complete: %.3fs since kernel start, %.3fs since PID-1 start", sinceKernel.Seconds(), sincePID1.Seconds()))
+}
+
+// notice shows a line of the machine's life at every level but quiet.
+func (m *Machine) notice(msg string) {
+	m.log.Log(context.Background(), console.LevelNotice, msg)
 }
 
 // runPlan runs phases in order and the steps of a phase in parallel. It
@@ -219,7 +225,7 @@ func (m *Machine) shutdown(req power.Request) {
 		Grace:           5 * time.Second,
 		SyncTimeout:     10 * time.Second,
 		UnmountTimeout:  2 * time.Second,
-		SignalProcesses: !m.opts.Sandbox,
+		SignalProcesses: os.Getpid() == 1, // kill(-1) only as PID 1 of a PID namespace
 		Unmount:         !m.opts.Sandbox,
 		Flush:           func() { m.console.Flush(2 * time.Second) },
 	}

@@ -107,6 +107,7 @@ func TestHandlerFormat(t *testing.T) {
 		{func() { log.Warn("w", "took", 1500*time.Microsecond) }, "[    1.234567] photon-init: WARNING w took=1.5ms\n"},
 		{func() { log.With("step", "apifs").WithGroup("g").Info("m", "k", 1) }, "[    1.234567] photon-init: m step=apifs g.k=1\n"},
 		{func() { log.Debug("hidden") }, ""},
+		{func() { log.Log(context.Background(), LevelNotice, "boot complete") }, "[    1.234567] photon-init: boot complete\n"},
 	}
 	for _, tt := range tests {
 		buf.Reset()

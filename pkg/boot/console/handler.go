@@ -12,6 +12,11 @@ import (
 	"unicode"
 )
 
+// LevelNotice is for the lines that tell the machine's life: starting, boot
+// complete, each shutdown step. It shows at every log level but "error"
+// (photon.console=quiet), and carries no tag.
+const LevelNotice = slog.Level(6)
+
 // Handler is a slog.Handler that formats records for a console, like the
 // kernel's own lines:
 //
@@ -48,7 +53,7 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	switch {
 	case r.Level >= slog.LevelError:
 		b.WriteString("ERROR ")
-	case r.Level >= slog.LevelWarn:
+	case r.Level >= slog.LevelWarn && r.Level < LevelNotice:
 		b.WriteString("WARNING ")
 	}
 	b.WriteString(r.Message)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/photon-init/photon-init/internal/safe"
+	"github.com/photon-init/photon-init/pkg/boot/console"
 	"github.com/photon-init/photon-init/pkg/mounts"
 )
 
@@ -78,12 +79,12 @@ func (s *Shutdown) Steps() []Step {
 // Run carries out the shutdown for req and ends with reboot(2). It returns
 // only if reboot(2) failed (or Reboot was replaced and returned).
 func (s *Shutdown) Run(req Request) error {
-	s.Log.Info(fmt.Sprintf("shutdown: %s requested (%s)", req.Action, req.Reason))
+	s.notice(fmt.Sprintf("shutdown: %s requested (%s)", req.Action, req.Reason))
 	for _, st := range s.Steps() {
 		s.runStep(st)
 	}
 	cmd, name := req.Action.RebootCmd()
-	s.Log.Info("shutdown: reboot(" + name + ")")
+	s.notice("shutdown: reboot(" + name + ")")
 	if s.Flush != nil {
 		s.Flush()
 	}
@@ -98,6 +99,11 @@ func (s *Shutdown) Run(req Request) error {
 	return nil
 }
 
+// notice logs a shutdown line that shows at every level but quiet.
+func (s *Shutdown) notice(msg string) {
+	s.Log.Log(context.Background(), console.LevelNotice, msg)
+}
+
 // runStep runs one step within its time bound. A step that overruns is left
 // running in the background; the shutdown goes on.
 func (s *Shutdown) runStep(st Step) {
@@ -107,7 +113,7 @@ func (s *Shutdown) runStep(st Step) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	s.Log.Info("shutdown: " + st.Name)
+	s.notice("shutdown: " + st.Name)
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- safe.Call(st.Name, func() error { return st.Run(ctx) }) }()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,7 +136,11 @@ func (t *Timeline) Format(w io.Writer) {
 	for _, s := range t.Steps() {
 		status := "ok"
 		if s.Error != "" {
-			status = "FAILED: " + s.Error
+			first, rest, more := strings.Cut(s.Error, "\n")
+			status = "FAILED: " + first
+			if more {
+				status += fmt.Sprintf(" (and %d more)", strings.Count(rest, "\n")+1)
+			}
 		}
 		end := "running"
 		if s.End >= 0 {

@@ -28,18 +28,18 @@ func (c *fakeClock) read() time.Duration {
 func TestTimelineRecordsSteps(t *testing.T) {
 	clk := &fakeClock{now: time.Second}
 	tl := New(500*time.Millisecond, clk.read)
-	end := tl.Begin("early", "apifs")     // 1.001
-	end(nil)                              // 1.002
-	end2 := tl.Begin("system", "modules") // 1.003
-	end2(errors.New("boom"))              // 1.004
-	kernel, pid1 := tl.Complete()         // 1.005
+	end := tl.Begin("early", "apifs")       // 1.001
+	end(nil)                                // 1.002
+	end2 := tl.Begin("system", "modules")   // 1.003
+	end2(errors.New("boom\nsecond\nthird")) // 1.004
+	kernel, pid1 := tl.Complete()           // 1.005
 	if kernel != 1005*time.Millisecond || pid1 != 505*time.Millisecond {
 		t.Errorf("Complete = %v, %v", kernel, pid1)
 	}
 	steps := tl.Steps()
 	want := []Step{
 		{Name: "apifs", Phase: "early", Start: 1001 * time.Millisecond, End: 1002 * time.Millisecond},
-		{Name: "modules", Phase: "system", Start: 1003 * time.Millisecond, End: 1004 * time.Millisecond, Error: "boom"},
+		{Name: "modules", Phase: "system", Start: 1003 * time.Millisecond, End: 1004 * time.Millisecond, Error: "boom\nsecond\nthird"},
 	}
 	if len(steps) != len(want) {
 		t.Fatalf("steps = %+v", steps)
@@ -52,7 +52,7 @@ func TestTimelineRecordsSteps(t *testing.T) {
 	var buf bytes.Buffer
 	tl.Format(&buf)
 	out := buf.String()
-	for _, s := range []string{"timeline: early/apifs", "1.001s → 1.002s", "FAILED: boom"} {
+	for _, s := range []string{"timeline: early/apifs", "1.001s → 1.002s", "FAILED: boom (and 2 more)"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("Format output lacks %q:\n%s", s, out)
 		}

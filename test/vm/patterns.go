@@ -2,7 +2,6 @@ package vm
 
 import (
 	"regexp"
-	"strconv"
 	"time"
 )
 
@@ -56,11 +55,8 @@ func ParseUptime(re *regexp.Regexp, line string) (time.Duration, bool) {
 	return parseSeconds(m[1])
 }
 
-// parseSeconds turns "1.052" into a duration.
+// parseSeconds turns "1.052" into a duration, exactly.
 func parseSeconds(s string) (time.Duration, bool) {
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, false
-	}
-	return time.Duration(f * float64(time.Second)), true
+	d, err := time.ParseDuration(s + "s")
+	return d, err == nil
 }

@@ -17,11 +17,15 @@ type Compression string
 // are fastest (the kernel decompresses on one CPU); see
 // shared/vm-testing.md.
 const (
+	// None writes the plain cpio archive.
 	None Compression = "none"
+	// Gzip compresses with gzip (klauspost/compress, default level).
 	Gzip Compression = "gzip"
-	// LZ4 is the legacy lz4 frame format ("lz4 -l"), the only one the
-	// kernel's initramfs unpacker reads.
-	LZ4  Compression = "lz4"
+	// LZ4 is the legacy lz4 frame format ("lz4 -l", 8 MiB blocks), the
+	// only lz4 format the kernel's initramfs unpacker reads.
+	LZ4 Compression = "lz4"
+	// Zstd compresses with zstd (klauspost/compress, default level, one
+	// encoder goroutine so output is reproducible).
 	Zstd Compression = "zstd"
 )
 

@@ -19,6 +19,7 @@ import (
 	"github.com/photon-init/photon-init/internal/safe"
 	"github.com/photon-init/photon-init/pkg/boot/console"
 	"github.com/photon-init/photon-init/pkg/boot/power"
+	"github.com/photon-init/photon-init/pkg/boot/reaper"
 	"github.com/photon-init/photon-init/pkg/boot/timeline"
 	"github.com/photon-init/photon-init/pkg/config"
 	"github.com/photon-init/photon-init/pkg/mounts"
@@ -42,9 +43,10 @@ type Options struct {
 	// LoadModules loads the declared modules and those coldplug finds for
 	// the machine's devices (package kmod). Nil skips the step.
 	LoadModules func(ctx context.Context, log *slog.Logger, declared []string) error
-	// RunReaper runs the reaper of orphaned processes until ctx ends. It is
-	// started before anything else.
-	RunReaper func(ctx context.Context, log *slog.Logger)
+	// Reaper is the one owner of wait(2) in PID 1; Main runs it before
+	// anything else. Nil means New with the machine's logger. Whatever
+	// starts processes later (containers) must start them through it.
+	Reaper *reaper.Reaper
 }
 
 // Machine is the state of a booting and running machine.
@@ -110,9 +112,14 @@ func Main(opts Options) {
 
 	ctx := context.Background()
 	m.handleSignals(ctx)
-	if opts.RunReaper != nil {
-		safe.Go(m.log, "reaper", func() { opts.RunReaper(ctx, m.log) })
+	if m.opts.Reaper == nil {
+		m.opts.Reaper = reaper.New(reaper.Options{Log: m.log, Subreaper: os.Getpid() != 1})
 	}
+	safe.Go(m.log, "reaper", func() {
+		if err := m.opts.Reaper.Run(ctx); err != nil {
+			m.log.Error("reaper stopped", "err", err)
+		}
+	})
 	safe.Go(m.log, "boot", func() { m.boot(ctx) })
 	for {
 		if err := safe.Call("pid1", func() error { m.serve(); return nil }); err != nil {

@@ -125,7 +125,19 @@ func (m *Machine) setRlimits(ctx context.Context) error {
 		}
 	}
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: n, Max: n}); err != nil {
-		errs = append(errs, fmt.Errorf("rlimit nofile %d: %w", n, err))
+		// Without CAP_SYS_RESOURCE (sandbox mode) the hard limit cannot
+		// rise: take the soft limit up to it instead.
+		var cur unix.Rlimit
+		if gerr := unix.Getrlimit(unix.RLIMIT_NOFILE, &cur); gerr == nil {
+			cur.Cur = cur.Max
+			if serr := unix.Setrlimit(unix.RLIMIT_NOFILE, &cur); serr == nil {
+				m.log.Debug("rlimit nofile: hard limit fixed", "limit", cur.Max, "err", err)
+				err = nil
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rlimit nofile %d: %w", n, err))
+		}
 	}
 	limits := m.Settings().Rlimits
 	for _, name := range sortedKeys(limits) {

@@ -190,7 +190,7 @@ func (ix *Index) readFile(name string, required bool, parse func(data []byte) er
 		if !required && errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
-		return fmt.Errorf("read %s: %w", p, err)
+		return err // *PathError already names the operation and the file
 	}
 	if err := parse(data); err != nil {
 		return fmt.Errorf("parse %s: %w", p, err)

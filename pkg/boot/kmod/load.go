@@ -274,7 +274,7 @@ func (l *Loader) insert(m *Module) error {
 	params := l.Params[m.Name]
 	f, err := os.Open(p)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", p, err)
+		return err // *PathError already names the operation and the file
 	}
 	defer f.Close()
 	if compression(p) == "" {

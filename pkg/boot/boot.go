@@ -47,6 +47,30 @@ type Options struct {
 	// anything else. Nil means New with the machine's logger. Whatever
 	// starts processes later (containers) must start them through it.
 	Reaper *reaper.Reaper
+	// Workload is what the machine runs once booted (the container
+	// supervisor); nil runs nothing.
+	Workload Workload
+}
+
+// Workload is what a booted machine runs. Start is a boot step: it must
+// start the work and return, not wait for it. Stop is the first shutdown
+// step.
+type Workload interface {
+	Start(ctx context.Context, env WorkloadEnv) error
+	Stop(ctx context.Context) error
+}
+
+// WorkloadEnv is what the machine gives its workload.
+type WorkloadEnv struct {
+	Log *slog.Logger
+	// Console takes raw lines (container output); writes never block.
+	Console io.Writer
+	// Reaper must create every child process.
+	Reaper *reaper.Reaper
+	// Config is the machine configuration (never nil).
+	Config *config.Config
+	// Sandbox is true when the machine is not a real one (see Options).
+	Sandbox bool
 }
 
 // Machine is the state of a booting and running machine.
@@ -60,6 +84,7 @@ type Machine struct {
 
 	mu       sync.Mutex
 	cmdline  Cmdline
+	config   *config.Config
 	settings Settings
 }
 
@@ -96,6 +121,7 @@ func Plan() []Phase {
 			{Name: "sysctl", Run: (*Machine).applySysctl, Machine: true},
 			{Name: "power-button", Run: (*Machine).watchPowerButton, Machine: true},
 		}},
+		{"workload", []Step{{Name: "containers", Run: (*Machine).startWorkload}}},
 	}
 }
 
@@ -236,6 +262,9 @@ func (m *Machine) shutdown(req power.Request) {
 		Unmount:         !m.opts.Sandbox,
 		Flush:           func() { m.console.Flush(2 * time.Second) },
 	}
+	if w := m.opts.Workload; w != nil {
+		s.Before = append(s.Before, power.Step{Name: "stop-containers", Timeout: 2 * time.Minute, Run: w.Stop})
+	}
 	if m.opts.Sandbox {
 		s.Reboot = func(int) error {
 			m.log.Info("sandbox mode: exiting instead of reboot(2)")
@@ -321,8 +350,18 @@ func (m *Machine) dumpGoroutines() {
 	m.console.Write(buf[:n])
 }
 
-// mountAPI mounts the API filesystems.
+// mountAPI mounts the API filesystems. On an initramfs root it first makes
+// / a mount of its own, so that containers can pivot_root away from it.
 func (m *Machine) mountAPI(ctx context.Context) error {
+	if !m.opts.Sandbox {
+		if initramfs, err := mounts.IsInitramfsRoot(); err != nil {
+			m.log.Warn("apifs", "err", err)
+		} else if initramfs {
+			if err := mounts.MakeRootPivotable(); err != nil {
+				m.log.Warn("apifs: the initramfs root stays as it is; containers will not be able to pivot_root", "err", err)
+			}
+		}
+	}
 	warnings, fatal := mounts.Create("/", mounts.APIFilesystems())
 	for _, w := range warnings {
 		m.log.Warn("apifs", "err", w)

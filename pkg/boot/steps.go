@@ -51,7 +51,11 @@ func (m *Machine) readCmdline(ctx context.Context) error {
 // alone.
 func (m *Machine) loadConfig(ctx context.Context) error {
 	cfg, err := config.Load(m.opts.ConfigPath)
+	if cfg == nil {
+		cfg = &config.Config{}
+	}
 	m.mu.Lock()
+	m.config = cfg
 	m.settings = Merge(cfg, m.cmdline)
 	m.mu.Unlock()
 	m.applyLogLevel()
@@ -210,4 +214,25 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// startWorkload starts the machine's workload (the containers) and returns;
+// the workload runs on in the background.
+func (m *Machine) startWorkload(ctx context.Context) error {
+	if m.opts.Workload == nil {
+		return nil
+	}
+	m.mu.Lock()
+	cfg := m.config
+	m.mu.Unlock()
+	if cfg == nil {
+		cfg = &config.Config{}
+	}
+	return m.opts.Workload.Start(ctx, WorkloadEnv{
+		Log:     m.log,
+		Console: m.console,
+		Reaper:  m.opts.Reaper,
+		Config:  cfg,
+		Sandbox: m.opts.Sandbox,
+	})
 }

@@ -41,7 +41,33 @@ type Config struct {
 	Rlimits map[string]Scalar `yaml:"rlimits"`
 	// Console configures photon-init's own console output.
 	Console Console `yaml:"console"`
+	// Registries configures image pulls from registries.
+	Registries Registries `yaml:"registries"`
+	// Containers holds machine-wide container settings.
+	Containers Containers `yaml:"containers"`
 }
+
+// Registries configures pulls from container registries.
+type Registries struct {
+	// Insecure lists registries ("host" or "host:port") reached over
+	// plain HTTP instead of HTTPS.
+	Insecure []string `yaml:"insecure"`
+	// AuthFile holds credentials in Docker's config.json format; the
+	// default is DefaultAuthFile.
+	AuthFile string `yaml:"auth_file"`
+}
+
+// DefaultAuthFile is where registry credentials are read from.
+const DefaultAuthFile = "/etc/photon/auth.json"
+
+// Containers holds machine-wide container settings.
+type Containers struct {
+	// Dir holds the manifests; the default is DefaultContainersDir.
+	Dir string `yaml:"dir"`
+}
+
+// DefaultContainersDir is where container manifests live.
+const DefaultContainersDir = "/etc/photon/containers"
 
 // Console configures photon-init's console output.
 type Console struct {

@@ -30,10 +30,16 @@ rlimits:
 console:
   loglevel: debug
   quiet: false
+registries:
+  insecure: ["10.0.2.100:5000", "registry.local", "[::1]:5000"]
+  auth_file: /etc/photon/auth.json
+containers:
+  dir: /etc/photon/containers
 `,
 			check: func(t *testing.T, c *Config) {
 				if c.Hostname != "web-1.example" || len(c.Modules) != 2 || c.Sysctl["net.ipv4.ip_forward"] != "1" ||
-					c.Sysctl["kernel/panic"] != "10" || c.Console.LogLevel != "debug" || c.Rlimits["nofile"] != "65536:1048576" {
+					c.Sysctl["kernel/panic"] != "10" || c.Console.LogLevel != "debug" || c.Rlimits["nofile"] != "65536:1048576" ||
+					len(c.Registries.Insecure) != 3 || c.Registries.AuthFile != DefaultAuthFile || c.Containers.Dir != DefaultContainersDir {
 					t.Errorf("decoded %+v", c)
 				}
 			},
@@ -49,6 +55,10 @@ console:
 		{name: "bad rlimit order", text: "rlimits:\n  nofile: 10:5\n", wantErr: "soft limit 10 above hard limit 5"},
 		{name: "bad loglevel", text: "console:\n  loglevel: loud\n", wantErr: `init.yaml:2: console.loglevel: "loud" is not one of`},
 		{name: "unknown nested", text: "console:\n  colour: red\n", wantErr: "init.yaml:2: field colour not found in type config.Console"},
+		{name: "bad insecure registry", text: "registries:\n  insecure:\n    - 10.0.2.100:5000\n    - \"http://x\"\n", wantErr: `init.yaml:4: registries.insecure: "http://x" is not a registry host`},
+		{name: "bad registry port", text: "registries:\n  insecure: [\"host:99999\"]\n", wantErr: `init.yaml:2: registries.insecure: "host:99999"`},
+		{name: "relative auth file", text: "registries:\n  auth_file: auth.json\n", wantErr: `init.yaml:2: registries.auth_file: "auth.json" is not an absolute path`},
+		{name: "relative containers dir", text: "containers:\n  dir: c\n", wantErr: `init.yaml:2: containers.dir: "c" is not an absolute path`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"regexp"
 	"sort"
 	"strconv"
@@ -135,6 +136,17 @@ func (c *Config) validate(name string, root *yaml.Node) Errors {
 	if c.Console.LogLevel != "" && !ValidLogLevel(c.Console.LogLevel) {
 		add(lineOf(root, "console", "loglevel"), "console.loglevel: %q is not one of %s", c.Console.LogLevel, strings.Join(LogLevels, ", "))
 	}
+	for i, r := range c.Registries.Insecure {
+		if !validRegistryHost(r) {
+			add(lineOf(root, "registries", "insecure", strconv.Itoa(i)), "registries.insecure: %q is not a registry host (host or host:port)", r)
+		}
+	}
+	if f := c.Registries.AuthFile; f != "" && !strings.HasPrefix(f, "/") {
+		add(lineOf(root, "registries", "auth_file"), "registries.auth_file: %q is not an absolute path", f)
+	}
+	if d := c.Containers.Dir; d != "" && !strings.HasPrefix(d, "/") {
+		add(lineOf(root, "containers", "dir"), "containers.dir: %q is not an absolute path", d)
+	}
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 	return errs
 }
@@ -170,4 +182,22 @@ func lineOf(root *yaml.Node, path ...string) int {
 		}
 	}
 	return n.Line
+}
+
+// validRegistryHost accepts "host" and "host:port" (host a name or an
+// IPv4 address, or a bracketed IPv6 address).
+func validRegistryHost(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		host, port = s, ""
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return false
+		}
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return true
+	}
+	return ValidHostname(host)
 }

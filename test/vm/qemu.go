@@ -64,6 +64,10 @@ type Config struct {
 	// GuestPorts are guest TCP ports forwarded from free ports on the
 	// host's 127.0.0.1; see VM.HostPort.
 	GuestPorts []int
+	// GuestForwards lets the guest reach servers on the host: each maps a
+	// guest address (in QEMU's user network, e.g. "10.0.2.100:5000") to a
+	// host address ("127.0.0.1:5000"). See GuestForward.
+	GuestForwards []GuestForward
 	// NoNetwork leaves out the virtio-net NIC.
 	NoNetwork bool
 	// ConsoleLog is where the raw serial output is written (default: a
@@ -71,6 +75,13 @@ type Config struct {
 	ConsoleLog string
 	// Echo, if set, receives the serial output as it arrives.
 	Echo io.Writer
+}
+
+// GuestForward makes a TCP server on the host reachable from the guest at
+// an address of QEMU's user network.
+type GuestForward struct {
+	Guest string // "10.0.2.100:5000": an unused address in 10.0.2.0/24
+	Host  string // "127.0.0.1:5000"
 }
 
 // withDefaults fills in the defaults and checks cfg.
@@ -138,6 +149,9 @@ func (cfg Config) qemuArgs(serial, qmpSocket string, ports map[int]int) []string
 		netdev := "user,id=n0,restrict=on"
 		for _, guest := range cfg.GuestPorts {
 			netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", ports[guest], guest)
+		}
+		for _, f := range cfg.GuestForwards {
+			netdev += fmt.Sprintf(",guestfwd=tcp:%s-tcp:%s", f.Guest, f.Host)
 		}
 		nic := "virtio-net-pci,netdev=n0,romfile="
 		if cfg.Machine == MicroVM {

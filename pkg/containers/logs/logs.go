@@ -1,0 +1,360 @@
+// Package logs carries a container's stdout and stderr, line by line, to
+// its log file and to the console.
+//
+// A Sink belongs to one container. Each stream gets a Writer (an
+// io.WriteCloser that the container's pipe is copied into); the Writer cuts
+// what it receives into lines and hands each write's lines, as one batch, to
+// the Sink's destinations:
+//
+//   - the log file LOGDIR/NAME.log, opened for appending and created 0640,
+//     one line per record in the CRI log format that kubelet and crictl use:
+//     "TIME STREAM TAG TEXT", TIME in RFC 3339 with nanoseconds (UTC), STREAM
+//     "stdout" or "stderr", TAG "F" for a full line or "P" for a piece of a
+//     line that goes on in the next record (see AppendRecord, ParseRecord);
+//   - the console, each line written whole in one Write as "[NAME] TEXT\n",
+//     a continuation piece of a split line as "[NAME]+ TEXT\n";
+//   - any further Destination given in Options (the supervision work adds
+//     an in-memory ring and console rate limiting this way).
+//
+// A line longer than Options.MaxLine (DefaultMaxLine, 16 KiB) is split into
+// pieces of that size; a last line that the stream ends without a newline is
+// written as a whole line when the Writer is closed.
+//
+// The console must not block: pass pkg/boot/console's Console, which queues
+// per device and drops (counting) when a slow serial line falls behind, so a
+// container writing as fast as it can is never slowed to the console's
+// speed. The file gets every line: a batch is one write(2).
+//
+// A Writer never returns an error to its caller: a failing destination is
+// reported on Options.Log (once until it recovers) and the container goes
+// on, since making its pipe fill up would stop the container.
+package logs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// DefaultMaxLine is the longest piece of a line written as one record.
+const DefaultMaxLine = 16 << 10
+
+// FileMode is the permission of a newly created log file.
+const FileMode = 0o640
+
+// Stream names one of a container's output streams.
+type Stream string
+
+// The streams.
+const (
+	Stdout Stream = "stdout"
+	Stderr Stream = "stderr"
+)
+
+// Line is one line of a container's output, or one piece of a line that
+// was longer than the maximum.
+type Line struct {
+	// Stream is the stream the line was written to.
+	Stream Stream
+	// Time is when the line was received.
+	Time time.Time
+	// Text is the line without its newline. It is only valid during the
+	// Destination's Write call.
+	Text []byte
+	// Partial says that the line goes on in the next Line of the same
+	// stream (it was cut at the maximum length).
+	Partial bool
+	// Continued says that this Line continues the previous Line of the
+	// same stream.
+	Continued bool
+}
+
+// Destination receives a container's lines.
+type Destination interface {
+	// Write takes the lines of one write to one stream, in order. It must
+	// not block for long and must not keep the lines' Text.
+	Write(lines []Line) error
+	// Close releases the destination; no Write follows.
+	Close() error
+}
+
+// Options configure a Sink.
+type Options struct {
+	// Dir is the directory of log files; the file is Dir/NAME.log. ""
+	// writes no file.
+	Dir string
+	// Console receives "[NAME] TEXT\n" lines; nil writes none. It must not
+	// block (see the package documentation).
+	Console io.Writer
+	// MaxLine is the longest record; 0 means DefaultMaxLine.
+	MaxLine int
+	// Destinations are further destinations, after the file and the
+	// console. The Sink closes them.
+	Destinations []Destination
+	// Log receives destination errors; nil discards them.
+	Log *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Sink is one container's log: it fans the lines of its Writers out to the
+// file, the console and further destinations.
+type Sink struct {
+	name    string
+	path    string
+	maxLine int
+	now     func() time.Time
+	log     *slog.Logger
+
+	mu      sync.Mutex // serialises batches and guards the fields below
+	dests   []Destination
+	failing []bool // per destination: an error was reported and not yet cleared
+	closed  bool
+}
+
+// Open returns the Sink of the container called name, creating Dir and
+// opening (creating) its log file.
+func Open(name string, opts Options) (*Sink, error) {
+	if name == "" || filepath.Base(name) != name || name == "." || name == ".." {
+		return nil, fmt.Errorf("logs: %q is not a container name", name)
+	}
+	s := &Sink{
+		name:    name,
+		maxLine: opts.MaxLine,
+		now:     opts.Now,
+		log:     opts.Log,
+	}
+	if s.maxLine <= 0 {
+		s.maxLine = DefaultMaxLine
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Dir != "" {
+		f, err := openFile(opts.Dir, name)
+		if err != nil {
+			return nil, err
+		}
+		s.path = f.f.Name()
+		s.dests = append(s.dests, f)
+	}
+	if opts.Console != nil {
+		s.dests = append(s.dests, &consoleDest{w: opts.Console, prefix: "[" + name + "] ", contPrefix: "[" + name + "]+ "})
+	}
+	s.dests = append(s.dests, opts.Destinations...)
+	s.failing = make([]bool, len(s.dests))
+	return s, nil
+}
+
+// Path is the log file's path, or "" when the Sink writes no file.
+func (s *Sink) Path() string { return s.path }
+
+// Writer returns a writer for one stream. Each Writer is used by one
+// goroutine at a time; Close flushes a last unterminated line. Writers of
+// the same Sink may be used concurrently.
+func (s *Sink) Writer(stream Stream) io.WriteCloser {
+	return &writer{sink: s, stream: stream}
+}
+
+// Close closes every destination. Lines written afterwards are dropped.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	for _, d := range s.dests {
+		if err := d.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// emit hands one batch to every destination.
+func (s *Sink) emit(lines []Line) {
+	if len(lines) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	for i, d := range s.dests {
+		err := d.Write(lines)
+		switch {
+		case err != nil && !s.failing[i]:
+			s.failing[i] = true
+			s.log.Warn("container log: a destination failed; lines are lost until it recovers",
+				"container", s.name, "err", err)
+		case err == nil && s.failing[i]:
+			s.failing[i] = false
+			s.log.Info("container log: destination recovered", "container", s.name)
+		}
+	}
+}
+
+// writer cuts one stream into lines.
+type writer struct {
+	sink   *Sink
+	stream Stream
+
+	pending []byte // the start of a line not yet ended
+	cont    bool   // the next piece continues a line already emitted
+	closed  bool
+
+	// arena and lines are reused between writes to save allocations.
+	arena []byte
+	lines []Line
+}
+
+// Write cuts p into lines and emits them. It always consumes all of p.
+func (w *writer) Write(p []byte) (int, error) {
+	if w.closed {
+		return len(p), nil
+	}
+	n := len(p)
+	max := w.sink.maxLine
+	now := w.sink.now()
+	w.arena = w.arena[:0]
+	w.lines = w.lines[:0]
+	type span struct {
+		off, end       int
+		partial, contd bool
+	}
+	var spans []span
+	add := func(text []byte, partial bool) {
+		off := len(w.arena)
+		w.arena = append(w.arena, text...)
+		spans = append(spans, span{off, len(w.arena), partial, w.cont})
+		w.cont = partial
+	}
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		// Emit full-size pieces while pending plus chunk is too long.
+		for len(w.pending)+len(chunk) > max {
+			take := max - len(w.pending)
+			if len(w.pending) > 0 {
+				piece := append(w.pending, chunk[:take]...)
+				add(piece, true)
+				w.pending = w.pending[:0]
+			} else {
+				add(chunk[:take], true)
+			}
+			chunk = chunk[take:]
+		}
+		if i < 0 {
+			w.pending = append(w.pending, chunk...)
+			break
+		}
+		if len(w.pending) > 0 {
+			w.pending = append(w.pending, chunk...)
+			add(w.pending, false)
+			w.pending = w.pending[:0]
+		} else {
+			add(chunk, false)
+		}
+		p = p[i+1:]
+	}
+	for _, sp := range spans {
+		w.lines = append(w.lines, Line{
+			Stream: w.stream, Time: now, Text: w.arena[sp.off:sp.end],
+			Partial: sp.partial, Continued: sp.contd,
+		})
+	}
+	w.sink.emit(w.lines)
+	return n, nil
+}
+
+// Close emits an unterminated last line as a whole line.
+func (w *writer) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	if len(w.pending) == 0 {
+		return nil
+	}
+	line := Line{Stream: w.stream, Time: w.sink.now(), Text: w.pending, Continued: w.cont}
+	w.sink.emit([]Line{line})
+	w.pending = nil
+	return nil
+}
+
+// consoleDest writes each line whole, with the container's name in front.
+type consoleDest struct {
+	w          io.Writer
+	prefix     string
+	contPrefix string
+	buf        []byte
+}
+
+func (c *consoleDest) Write(lines []Line) error {
+	var firstErr error
+	for _, l := range lines {
+		p := c.prefix
+		if l.Continued {
+			p = c.contPrefix
+		}
+		c.buf = append(append(append(c.buf[:0], p...), l.Text...), '\n')
+		if _, err := c.w.Write(c.buf); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("console: %w", err)
+		}
+	}
+	return firstErr
+}
+
+func (c *consoleDest) Close() error { return nil }
+
+// fileDest appends records to the container's log file.
+type fileDest struct {
+	f   *os.File
+	buf []byte
+}
+
+// openFile opens dir/name.log for appending, creating dir and the file.
+func openFile(dir, name string) (*fileDest, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("logs: create %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, name+".log")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, FileMode)
+	if err != nil {
+		return nil, fmt.Errorf("logs: open %s: %w", path, err)
+	}
+	return &fileDest{f: f}, nil
+}
+
+func (d *fileDest) Write(lines []Line) error {
+	d.buf = d.buf[:0]
+	for _, l := range lines {
+		d.buf = AppendRecord(d.buf, l)
+	}
+	if _, err := d.f.Write(d.buf); err != nil {
+		return fmt.Errorf("write %s: %w", d.f.Name(), err)
+	}
+	return nil
+}
+
+func (d *fileDest) Close() error {
+	if err := d.f.Close(); err != nil {
+		return fmt.Errorf("logs: close %s: %w", d.f.Name(), err)
+	}
+	return nil
+}

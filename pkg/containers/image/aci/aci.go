@@ -38,11 +38,32 @@ const (
 // source is an ACI file.
 type source struct {
 	path string
+	// goarch is the architecture the image must run on (GOARCH names).
+	goarch string
 }
 
-// New returns the image source for the ACI file at path. The file is read
-// by Resolve, not here; New only checks that it is a regular file.
+// New returns the image source for the ACI file at path, for this
+// machine's architecture. The file is read by Resolve, not here; New only
+// checks that it is a regular file.
 func New(path string) (image.Source, error) {
+	return newSource(path, runtime.GOARCH)
+}
+
+// NewSource is New as an image.SourceFunc for the store's "aci:"
+// references (image.WithSource(image.TransportACI, aci.NewSource)): the
+// ACI is ref.Path and its arch label must suit p.
+func NewSource(_ context.Context, ref image.Reference, p image.Platform) (image.Source, error) {
+	if p.OS != "" && p.OS != "linux" {
+		return nil, fmt.Errorf("ACI %s: platform %s: only linux images are supported", ref.Path, p)
+	}
+	goarch := p.Architecture
+	if goarch == "" {
+		goarch = runtime.GOARCH
+	}
+	return newSource(ref.Path, goarch)
+}
+
+func newSource(path, goarch string) (image.Source, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("ACI: %w", err)
@@ -50,7 +71,7 @@ func New(path string) (image.Source, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("ACI %s: not a regular file (%s)", path, fi.Mode().Type())
 	}
-	return &source{path: path}, nil
+	return &source{path: path, goarch: goarch}, nil
 }
 
 // Resolve reads the ACI: its manifest becomes the image's config, the
@@ -83,7 +104,7 @@ func (s *source) resolve(ctx context.Context) (*image.Resolved, error) {
 	if _, err := io.Copy(io.Discard, tee); err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}
-	_, cfg, err := parseManifest(manifest, runtime.GOARCH)
+	_, cfg, err := parseManifest(manifest, s.goarch)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}

@@ -9,6 +9,7 @@
 #   cpio xz-utils lz4 zstd file
 #                       initramfs and kernel image tools (xz extracts vmlinux)
 #   iproute2 util-linux host network and mount tools used by tests
+#   dnsmasq-base        a real DHCP server for pkg/net's tests (in test netns)
 #   gcc libc6-dev make git
 #                       the static CGO build of bin/photon-init
 set -euo pipefail
@@ -16,7 +17,7 @@ set -euo pipefail
 packages=(
 	qemu-system-x86 linux-image-amd64 busybox-static
 	cpio xz-utils lz4 zstd file
-	iproute2 util-linux
+	iproute2 util-linux dnsmasq-base
 	gcc libc6-dev make git ca-certificates
 )
 

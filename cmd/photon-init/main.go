@@ -5,7 +5,7 @@
 //	PID 1, or "photon-init boot"   boots the machine, then supervises
 //	"photon-init init"             libcontainer's container-init re-exec
 //	"photon-init build ..."        assembles a bootable initramfs
-//	"photon-init validate FILE..." checks init.yaml files offline
+//	"photon-init validate PATH..." checks init.yaml and container manifests offline
 //	"photon-init version"          prints the version
 package main
 
@@ -68,7 +68,7 @@ func usage(w *os.File) {
 commands:
   boot [--force]      boot the machine (the default as PID 1)
   build -o FILE ...   assemble a bootable initramfs (photon-init build -h)
-  validate FILE...    check /etc/photon/init.yaml files offline
+  validate PATH...    check init.yaml, container manifests or a manifest directory offline
   version             print the version
 `)
 }

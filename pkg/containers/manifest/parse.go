@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/photon-init/photon-init/pkg/config"
+	"github.com/photon-init/photon-init/pkg/containers/image"
 )
 
 // DefaultDir is where the manifests live.
@@ -252,13 +253,10 @@ func checkName(s string) error {
 	return nil
 }
 
-// checkImage accepts any reference without blanks; the image store
-// parses it.
+// checkImage parses the reference as the image store will.
 func checkImage(s string) error {
-	if s == "" || strings.ContainsFunc(s, isBlank) {
-		return fmt.Errorf("%q is not an image reference", s)
-	}
-	return nil
+	_, err := image.ParseReference(s)
+	return err
 }
 
 func isBlank(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == 0 }

@@ -45,6 +45,8 @@ type Config struct {
 	Registries Registries `yaml:"registries"`
 	// Containers holds machine-wide container settings.
 	Containers Containers `yaml:"containers"`
+	// Network configures the machine's links, DNS and DHCP.
+	Network Network `yaml:"network"`
 }
 
 // Registries configures pulls from container registries.

@@ -147,6 +147,7 @@ func (c *Config) validate(name string, root *yaml.Node) Errors {
 	if d := c.Containers.Dir; d != "" && !strings.HasPrefix(d, "/") {
 		add(lineOf(root, "containers", "dir"), "containers.dir: %q is not an absolute path", d)
 	}
+	c.Network.validate(root, add)
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 	return errs
 }

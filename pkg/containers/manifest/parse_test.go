@@ -154,9 +154,9 @@ x-note: ignored
 				CapAdd:   []string{"CAP_NET_ADMIN", "CAP_SYS_TIME"},
 				CapDrop:  []string{"ALL"},
 				MemLimit: 512 << 20, Cpus: 1.5, PidsLimit: 200,
-				Ulimits: map[string]Ulimit{"nofile": {1024, 4096}, "nproc": {512, 512}, "core": {-1, -1}},
-				Sysctls: map[string]string{"net.core.somaxconn": "1024", "kernel.shmmax": "68719476736"},
-				Labels:  map[string]string{"com.example.team": "web", "flag": ""},
+				Ulimits:    map[string]Ulimit{"nofile": {1024, 4096}, "nproc": {512, 512}, "core": {-1, -1}},
+				Sysctls:    map[string]string{"net.core.somaxconn": "1024", "kernel.shmmax": "68719476736"},
+				Labels:     map[string]string{"com.example.team": "web", "flag": ""},
 				StopSignal: "SIGQUIT", StopGracePeriod: 90 * time.Second, Restart: "on-failure:5",
 				DependsOn: map[string]Dependency{
 					"db":    {Condition: ConditionHealthy, Required: true, Restart: true},

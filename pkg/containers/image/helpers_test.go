@@ -4,9 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -177,4 +179,16 @@ func noLeftovers(t testing.TB, root string, wantEmpty bool) {
 			}
 		}
 	}
+}
+
+// runFilter pipes b through "tool -c".
+func runFilter(tool string, b []byte) ([]byte, error) {
+	cmd := exec.Command(tool, "-c")
+	cmd.Stdin = bytes.NewReader(b)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%w: %s", err, errb.String())
+	}
+	return out.Bytes(), nil
 }

@@ -125,12 +125,17 @@ func (s *layerStream) Close() {
 // names and hardlink targets that leave the layer root (they are "../" after
 // cleaning; containerd's archive package would otherwise quietly bound
 // them to the root), and keeps a running total of declared sizes so that
-// sparse files cannot exceed the maximum layer size.
+// sparse files cannot exceed the maximum layer size. An entry (or hardlink
+// target) below a symlink the same layer made is refused too: a layer is
+// unpacked into an empty directory, and tools never write through a
+// symlink, so such an entry can only be an attempt to write elsewhere
+// (containerd would confine it to the root; refusing says so).
 type entryFilter struct {
-	layer  string
-	prefix string
-	max    int64
-	total  int64
+	layer    string
+	prefix   string
+	max      int64
+	total    int64
+	symlinks map[string]bool // symlinks this layer made so far
 }
 
 // check returns false for an entry to skip and an error for a layer to
@@ -141,6 +146,9 @@ func (f *entryFilter) check(h *tar.Header) (bool, error) {
 		return ok, err
 	}
 	h.Name = name
+	if err := f.belowSymlink(name); err != nil {
+		return false, err
+	}
 	if h.Typeflag == tar.TypeLink {
 		link, ok, err := f.clean(h.Linkname)
 		if err != nil {
@@ -149,7 +157,18 @@ func (f *entryFilter) check(h *tar.Header) (bool, error) {
 		if !ok {
 			return false, fmt.Errorf("hardlink %s: target %q is outside %q", h.Name, h.Linkname, f.prefix)
 		}
+		if err := f.belowSymlink(link); err != nil {
+			return false, fmt.Errorf("hardlink %s: %w", h.Name, err)
+		}
 		h.Linkname = link
+	}
+	if f.symlinks == nil {
+		f.symlinks = map[string]bool{}
+	}
+	if h.Typeflag == tar.TypeSymlink {
+		f.symlinks[name] = true
+	} else {
+		delete(f.symlinks, name)
 	}
 	if h.Size < 0 {
 		return false, fmt.Errorf("layer %s: entry %s has negative size", f.layer, h.Name)
@@ -159,6 +178,16 @@ func (f *entryFilter) check(h *tar.Header) (bool, error) {
 		return false, fmt.Errorf("layer %s: %w (%d bytes)", f.layer, ErrLayerTooLarge, f.max)
 	}
 	return true, nil
+}
+
+// belowSymlink refuses a path whose parent is a symlink of this layer.
+func (f *entryFilter) belowSymlink(name string) error {
+	for dir := path.Dir(name); dir != "." && dir != "/"; dir = path.Dir(dir) {
+		if f.symlinks[dir] {
+			return fmt.Errorf("layer %s: entry %q lies below symlink %q (writing through a symlink)", f.layer, name, dir)
+		}
+	}
+	return nil
 }
 
 // clean returns name relative to the layer root, false for an entry

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"slices"
@@ -278,6 +277,3 @@ func dockerLayer(files fileSet, name, diffID string) (Layer, error) {
 	l.Digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
 	return l, nil
 }
-
-// errNotExist reports whether err says a file is missing.
-func errNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

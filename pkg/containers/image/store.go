@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -542,6 +543,9 @@ func (s *Store) unpack(ctx context.Context, l Layer, dir string) error {
 		archive.WithFilter(filter.check),
 		archive.WithConvertWhiteout(convert),
 	); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("unpack layer %s: data ends early (truncated blob?): %w", l.Digest, err)
+		}
 		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
 	}
 	if err := st.finish(); err != nil {

@@ -37,6 +37,16 @@ type Entry struct {
 	Linkname string
 	// Major and Minor are a device node's device number.
 	Major, Minor uint32
+	// UID and GID own the entry (default 0:0).
+	UID, GID uint32
+	// ModTime is the entry's modification time; zero means the
+	// Builder's ModTime.
+	ModTime time.Time
+	// Hardlink makes a regular file entry a hard link to the regular
+	// file entry at that archive path: both share one inode, written
+	// with nlink set and the data once, as the kernel's unpacker links
+	// them. Data and Source are ignored.
+	Hardlink string
 
 	size int64
 	seq  int // order of addition: later entries win
@@ -88,7 +98,17 @@ func (b *Builder) Add(e Entry) error {
 		return err
 	}
 	e.Path = p
+	if e.Hardlink != "" {
+		if !e.Mode.IsRegular() {
+			return fmt.Errorf("initramfs: %s: only regular files can be hard links", p)
+		}
+		if e.Hardlink, err = cleanPath(e.Hardlink); err != nil {
+			return err
+		}
+		e.Data, e.Source = nil, ""
+	}
 	switch {
+	case e.Hardlink != "":
 	case e.Mode.IsRegular():
 		if e.Source != "" {
 			fi, err := os.Stat(e.Source)
@@ -297,12 +317,16 @@ func (b *Builder) WriteCPIO(ctx context.Context, w io.Writer) (WriteStats, error
 	if !b.ModTime.IsZero() && b.ModTime.Unix() > 0 {
 		mtime = uint32(min(b.ModTime.Unix(), math.MaxUint32))
 	}
+	links, err := hardlinkGroups(all)
+	if err != nil {
+		return WriteStats{}, err
+	}
 	cw := &newcWriter{w: w}
 	for _, p := range paths {
 		if err := ctx.Err(); err != nil {
 			return WriteStats{}, err
 		}
-		if err := b.writeEntry(cw, all[p], mtime); err != nil {
+		if err := b.writeEntry(cw, all[p], mtime, links); err != nil {
 			return WriteStats{}, err
 		}
 	}
@@ -312,8 +336,61 @@ func (b *Builder) WriteCPIO(ctx context.Context, w io.Writer) (WriteStats, error
 	return WriteStats{Entries: len(paths), CPIOBytes: cw.n}, nil
 }
 
-func (b *Builder) writeEntry(cw *newcWriter, e *Entry, mtime uint32) error {
-	h := newcHeader{name: e.Path, mode: unixMode(e.Mode), nlink: 1, mtime: mtime}
+// linkGroup is a regular file and its hard links: one inode.
+type linkGroup struct {
+	target  *Entry // the entry with the data
+	nlink   uint32
+	ino     uint32 // assigned when the first member is written
+	written bool
+}
+
+// hardlinkGroups maps the path of every hard link and of every file that
+// has hard links to its group.
+func hardlinkGroups(all map[string]*Entry) (map[string]*linkGroup, error) {
+	groups := map[string]*linkGroup{}
+	byTarget := map[string]*linkGroup{}
+	for p, e := range all {
+		if e.Hardlink == "" {
+			continue
+		}
+		t, ok := all[e.Hardlink]
+		if !ok || !t.Mode.IsRegular() || t.Hardlink != "" {
+			return nil, fmt.Errorf("initramfs: hard link %s: %s is not a regular file in the archive", p, e.Hardlink)
+		}
+		g := byTarget[e.Hardlink]
+		if g == nil {
+			g = &linkGroup{target: t, nlink: 1}
+			byTarget[e.Hardlink] = g
+			groups[e.Hardlink] = g
+		}
+		g.nlink++
+		groups[p] = g
+	}
+	return groups, nil
+}
+
+func (b *Builder) writeEntry(cw *newcWriter, e *Entry, mtime uint32, links map[string]*linkGroup) error {
+	if !e.ModTime.IsZero() && e.ModTime.Unix() > 0 {
+		mtime = uint32(min(e.ModTime.Unix(), math.MaxUint32))
+	}
+	h := newcHeader{name: e.Path, mode: unixMode(e.Mode), nlink: 1, mtime: mtime, uid: e.UID, gid: e.GID}
+	if g := links[e.Path]; g != nil {
+		// Every member shares the inode; the first written carries the
+		// data, the others are empty (the kernel links them to it).
+		h.nlink = g.nlink
+		if g.written {
+			h.ino = g.ino
+			if err := cw.header(h); err != nil {
+				return fmt.Errorf("initramfs: write %s: %w", e.Path, err)
+			}
+			return cw.pad()
+		}
+		g.written = true
+		data := *g.target
+		data.Path, data.Mode, data.UID, data.GID = e.Path, e.Mode, e.UID, e.GID
+		e = &data
+		h.assignIno = &g.ino
+	}
 	var data []byte
 	switch {
 	case e.Mode.IsDir():

@@ -35,7 +35,9 @@ type newcHeader struct {
 	rdevmajor    uint32
 	rdevminor    uint32
 	uid, gid     uint32
-	noInodeCount bool // the trailer has inode 0
+	noInodeCount bool    // the trailer has inode 0
+	ino          uint32  // a hard link's inode number, 0 to allocate one
+	assignIno    *uint32 // receives the allocated inode number
 }
 
 var zeroPad [4]byte
@@ -59,10 +61,13 @@ func (cw *newcWriter) header(h newcHeader) error {
 	if len(h.name)+1 > 4096 {
 		return fmt.Errorf("cpio: name too long: %s", h.name)
 	}
-	ino := uint32(0)
-	if !h.noInodeCount {
+	ino := h.ino
+	if ino == 0 && !h.noInodeCount {
 		cw.ino++
 		ino = cw.ino
+		if h.assignIno != nil {
+			*h.assignIno = ino
+		}
 	}
 	buf := make([]byte, 0, 110+len(h.name)+1)
 	buf = append(buf, "070701"...)

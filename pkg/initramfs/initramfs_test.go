@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cavaliergopher/cpio"
 )
@@ -713,4 +714,66 @@ func TestHostModulesDefaults(t *testing.T) {
 		t.Errorf("trimmed modules.alias has %d lines of %d: want far fewer", n, on)
 	}
 	t.Logf("%d modules, %d entries, %.1f MiB; modules.alias %d of %d lines", len(rep.Modules), len(readArchive(t, data)), float64(len(data))/(1<<20), n, on)
+}
+
+// TestOwnerTimeAndHardlinks checks per-entry ownership and mtime, and that
+// hard links share one inode with the data written once (and unpack as
+// links with GNU cpio, which follows the kernel's rules for newc).
+func TestOwnerTimeAndHardlinks(t *testing.T) {
+	b := NewBuilder()
+	mt := time.Unix(1700000000, 0)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(b.Add(Entry{Path: "srv/a", Mode: 0o640, Data: []byte("shared\n"), UID: 1000, GID: 2000, ModTime: mt}))
+	must(b.Add(Entry{Path: "srv/b", Mode: 0o640, Hardlink: "/srv/a", UID: 1000, GID: 2000}))
+	must(b.Add(Entry{Path: "aaa/c", Mode: 0o640, Hardlink: "srv/a"}))
+	must(b.Add(Entry{Path: "srv/d", Mode: 0o644, Data: []byte("alone\n")}))
+	data := writeArchive(t, b, None)
+	h := rawHeaders(t, data)
+	// fields: 0 ino, 1 mode, 2 uid, 3 gid, 4 nlink, 5 mtime, 6 size
+	a, bb, c, d := h["srv/a"], h["srv/b"], h["aaa/c"], h["srv/d"]
+	if a[2] != 1000 || a[3] != 2000 || a[5] != uint64(mt.Unix()) {
+		t.Errorf("srv/a owner %d:%d mtime %d", a[2], a[3], a[5])
+	}
+	if a[0] != bb[0] || a[0] != c[0] || a[0] == d[0] {
+		t.Errorf("inodes a=%d b=%d c=%d d=%d: links must share one, others not", a[0], bb[0], c[0], d[0])
+	}
+	if a[4] != 3 || bb[4] != 3 || c[4] != 3 || d[4] != 1 {
+		t.Errorf("nlink a=%d b=%d c=%d d=%d", a[4], bb[4], c[4], d[4])
+	}
+	if c[6] != 7 || a[6] != 0 || bb[6] != 0 {
+		t.Errorf("sizes: aaa/c (first written) %d, srv/a %d, srv/b %d: data must be written once", c[6], a[6], bb[6])
+	}
+	if err := b.Add(Entry{Path: "x", Mode: fs.ModeSymlink, Hardlink: "srv/a"}); err == nil {
+		t.Error("hard link of a symlink accepted")
+	}
+	bad := NewBuilder()
+	must(bad.Add(Entry{Path: "l", Mode: 0o644, Hardlink: "missing"}))
+	if _, err := bad.WriteCPIO(context.Background(), io.Discard); err == nil {
+		t.Error("hard link to a missing entry written")
+	}
+
+	if _, err := exec.LookPath("cpio"); err != nil {
+		t.Skip("no cpio command")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("cpio", "-id", "--quiet", "--no-preserve-owner")
+	cmd.Dir = dir
+	cmd.Stdin = bytes.NewReader(data)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cpio -id: %v\n%s", err, out)
+	}
+	fa, _ := os.Stat(filepath.Join(dir, "srv/a"))
+	fb, _ := os.Stat(filepath.Join(dir, "srv/b"))
+	fc, _ := os.Stat(filepath.Join(dir, "aaa/c"))
+	if fa == nil || fb == nil || fc == nil || !os.SameFile(fa, fb) || !os.SameFile(fa, fc) {
+		t.Fatalf("unpacked links are not one file: %v %v %v", fa, fb, fc)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "srv/b")); string(got) != "shared\n" {
+		t.Errorf("srv/b = %q", got)
+	}
 }

@@ -12,8 +12,18 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/photon-init/photon-init/pkg/containers/image"
+	"github.com/photon-init/photon-init/pkg/containers/image/preload"
 	"github.com/photon-init/photon-init/pkg/initramfs"
 )
+
+// imageSources are the image sources beyond the built-in local ones
+// (oci:, oci-archive:, docker-archive:) that "build --image" resolves
+// through: packages registry and aci register here (image.WithSource) once
+// they exist.
+func imageSources() []image.Option {
+	return nil
+}
 
 // cmdBuild is "photon-init build": it assembles a bootable initramfs.
 func cmdBuild(args []string) int {
@@ -38,24 +48,33 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("photon-init build", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		out       = fs.String("o", "", "write the initramfs to `FILE` (required)")
-		modules   = fs.String("modules", "", "take kernel modules from `DIR`, a /lib/modules/VERSION directory (default: no modules)")
-		noDefault = fs.Bool("no-default-modules", false, "leave out the default VM module set")
-		compress  = fs.String("compress", "none", "compression: none, gzip, lz4 (legacy frames, as the kernel needs) or zstd")
-		initBin   = fs.String("init", "", "install `FILE` as /init (default: this executable)")
-		extra     listFlag
-		overlays  listFlag
+		out        = fs.String("o", "", "write the initramfs to `FILE` (required)")
+		modules    = fs.String("modules", "", "take kernel modules from `DIR`, a /lib/modules/VERSION directory (default: no modules)")
+		noDefault  = fs.Bool("no-default-modules", false, "leave out the default VM module set")
+		compress   = fs.String("compress", "none", "compression: none, gzip, lz4 (legacy frames, as the kernel needs) or zstd")
+		initBin    = fs.String("init", "", "install `FILE` as /init (default: this executable)")
+		imageStore = fs.String("image-store", preload.DefaultStoreDir, "the image store's `DIR` inside the initramfs (for --image)")
+		extra      listFlag
+		overlays   listFlag
+		images     listFlag
 	)
 	fs.Var(&extra, "module", "also include module `NAME` or alias (repeatable, or comma-separated)")
 	fs.Var(&overlays, "overlay", "copy `DIR` into the root (repeatable; later ones win)")
+	fs.Var(&images, "image", "preload image `[NAME=]REF`, unpacked into the image store, recorded as NAME (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage: photon-init build -o FILE [--modules DIR] [--module NAME]... [--no-default-modules]
                          [--overlay DIR]... [--compress none|gzip|lz4|zstd] [--init FILE]
+                         [--image [NAME=]REF]... [--image-store DIR]
 
 Assembles a bootable initramfs (newc cpio): this binary (or --init) as /init,
 /dev/console and the API mount points, the kernel modules a VM needs from
---modules with a trimmed module index, and the overlay directories. Every
-file is owned by root and the output is reproducible; no root is needed.
+--modules with a trimmed module index, the overlay directories, and the
+--image images already unpacked in the image store (--image-store), so the
+first boot starts their containers without unpacking; manifests refer to
+such an image as NAME (REF when no NAME= is given), for instance
+--image app:1.0=oci:out/app:1.0. Files are owned by root (image files by
+their owners in the image) and the output is reproducible; no root is
+needed.
 
 default modules (with --modules): `+strings.Join(initramfs.DefaultModules(), " ")+`
 
@@ -99,6 +118,42 @@ flags:
 	if err != nil {
 		fmt.Fprintf(stderr, "photon-init build: %v\n", err)
 		return 1
+	}
+	var specs []preload.Spec
+	for _, arg := range images {
+		spec, err := preload.ParseSpec(arg)
+		if err != nil {
+			fmt.Fprintf(stderr, "photon-init build: --image: %v\n", err)
+			return 2
+		}
+		specs = append(specs, spec)
+	}
+	if len(specs) > 0 {
+		spool, err := os.MkdirTemp("", "photon-init-build-")
+		if err != nil {
+			fmt.Fprintf(stderr, "photon-init build: %v\n", err)
+			return 1
+		}
+		defer os.RemoveAll(spool)
+		// The store only resolves references here; its root is scratch.
+		store, err := image.Open(filepath.Join(spool, "store"), imageSources()...)
+		if err != nil {
+			fmt.Fprintf(stderr, "photon-init build: %v\n", err)
+			return 1
+		}
+		spoolFiles := filepath.Join(spool, "files")
+		if err := os.Mkdir(spoolFiles, 0o700); err != nil {
+			fmt.Fprintf(stderr, "photon-init build: %v\n", err)
+			return 1
+		}
+		results, err := preload.Add(ctx, b, store, specs, preload.Options{StoreDir: *imageStore, Spool: spoolFiles})
+		if err != nil {
+			fmt.Fprintf(stderr, "photon-init build: %v\n", err)
+			return 1
+		}
+		for _, r := range results {
+			fmt.Fprintf(stdout, "image %s: %s, %d layers, %d files, %s\n", r.Spec.Name, r.Digest, r.Layers, r.Entries, humanBytes(r.Bytes))
+		}
 	}
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(stderr, "photon-init build: warning: %s\n", w)

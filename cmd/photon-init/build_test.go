@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/photon-init/photon-init/internal/testimage"
+	"github.com/photon-init/photon-init/pkg/containers/image"
 )
 
 // buildFixture writes an init binary and a small modules directory.
@@ -82,6 +85,7 @@ func TestBuildUsageErrors(t *testing.T) {
 		{"stray argument", []string{"-o", out, "extra"}, `unexpected argument "extra"`},
 		{"bad compression", []string{"-o", out, "--compress", "xz"}, `unknown compression "xz"`},
 		{"module without modules dir", []string{"-o", out, "--module", "virtio_net"}, "need --modules"},
+		{"bad image reference", []string{"-o", out, "--init", initBin, "--image", "app=oci:"}, "--image: image reference \"oci:\": no path"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, stderr := runBuildT(t, tc.args...)
@@ -228,5 +232,37 @@ func TestBuildHostModules(t *testing.T) {
 	}
 	if len(trimmed) == 0 || len(trimmed)*20 > len(orig) {
 		t.Errorf("trimmed modules.alias is %d bytes of %d", len(trimmed), len(orig))
+	}
+}
+
+// TestBuildImage preloads the test image and checks the listing: layer
+// files under the store with their owners, the record, a missing image
+// failing the build without output.
+func TestBuildImage(t *testing.T) {
+	im := testimage.Build(t, "")
+	initBin, _ := buildFixture(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "initramfs.img")
+	code, stdout, stderr := runBuildT(t, "-o", out, "--init", initBin, "--image", "app:1="+im.OCIMultiRef(), "--image-store", "/var/lib/images")
+	if code != 0 || !strings.Contains(stdout, "image app:1: sha256:") || !strings.Contains(stdout, "3 layers") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	list := cpioList(t, out, true)
+	for _, want := range []string{
+		"var/lib/images/" + image.RecordPath("app:1"),
+		"/fs/bin/httpserver",
+		"1000     1000",    // owned.txt keeps its owner
+		"/fs/data/old.txt", // the whiteout, a 0/0 character device
+	} {
+		if !strings.Contains(list, want) {
+			t.Errorf("archive lacks %q:\n%s", want, list)
+		}
+	}
+	code, _, stderr = runBuildT(t, "-o", filepath.Join(dir, "bad.img"), "--init", initBin, "--image", "oci:"+filepath.Join(dir, "none"))
+	if code != 1 || !strings.Contains(stderr, "no such file") {
+		t.Errorf("missing image: exit %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bad.img")); err == nil {
+		t.Error("a failed image build wrote the output")
 	}
 }

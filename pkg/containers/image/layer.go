@@ -213,3 +213,74 @@ func (f *entryFilter) clean(name string) (string, bool, error) {
 	}
 	return c, true, nil
 }
+
+// WalkFunc receives one entry of a layer in the store's form: h.Name (and
+// a hardlink's h.Linkname) relative to the layer root, a whiteout turned
+// into its overlay form (a character device 0/0 at the deleted path, owned
+// as the whiteout was). r reads a regular file's content.
+type WalkFunc func(h *tar.Header, r io.Reader) error
+
+// WalkLayer reads layer l (at most maxSize uncompressed bytes) and calls fn
+// for every entry as the store would unpack it, without writing anything:
+// the same checks refuse entries that leave the root or pass through a
+// symlink, opaque-directory markers are not passed on but listed in the
+// returned record's Opaque, and other AUFS metadata (.wh..wh.*) is
+// skipped. The blob's digest and DiffID are checked at the end, so a caller
+// must discard what it made from the entries when WalkLayer fails. It is
+// how "photon-init build" writes preloaded layers into an initramfs
+// without root.
+func WalkLayer(ctx context.Context, l Layer, maxSize int64, fn WalkFunc) (*LayerRecord, error) {
+	st, err := openLayer(ctx, l, maxSize)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	filter := &entryFilter{layer: l.Digest, prefix: l.PathPrefix, max: maxSize}
+	rec := &LayerRecord{Digest: l.Digest, DiffID: l.DiffID}
+	tr := tar.NewReader(st)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("layer %s: read: %w", l.Digest, err)
+		}
+		ok, err := filter.check(h)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		dir, base := path.Split(h.Name)
+		dir = strings.TrimSuffix(dir, "/")
+		if dir == "" {
+			dir = "."
+		}
+		switch {
+		case base == whiteoutOpaque:
+			rec.Opaque = append(rec.Opaque, dir)
+			continue
+		case strings.HasPrefix(base, whiteoutPrefix+whiteoutPrefix):
+			continue // AUFS metadata (.wh..wh.plnk and the like)
+		case strings.HasPrefix(base, whiteoutPrefix):
+			target := strings.TrimPrefix(base, whiteoutPrefix)
+			if target == "" || target == "." || target == ".." {
+				return nil, fmt.Errorf("layer %s: bad whiteout %q", l.Digest, h.Name)
+			}
+			h = &tar.Header{Name: path.Join(dir, target), Typeflag: tar.TypeChar, Mode: 0, Uid: h.Uid, Gid: h.Gid, ModTime: h.ModTime}
+		}
+		if err := fn(h, tr); err != nil {
+			return nil, fmt.Errorf("layer %s: %s: %w", l.Digest, h.Name, err)
+		}
+	}
+	if err := st.finish(); err != nil {
+		return nil, err
+	}
+	rec.Size = st.tarSize
+	return rec, nil
+}

@@ -12,6 +12,7 @@
 #   dnsmasq-base        a real DHCP server for pkg/net's tests (in test netns)
 #   gcc libc6-dev make git
 #                       the static CGO build of bin/photon-init
+#   umoci skopeo bzip2  test images (internal/testimage) and layer formats
 set -euo pipefail
 
 packages=(
@@ -19,6 +20,7 @@ packages=(
 	cpio xz-utils lz4 zstd file
 	iproute2 util-linux dnsmasq-base
 	gcc libc6-dev make git ca-certificates
+	umoci skopeo bzip2
 )
 
 installed() {

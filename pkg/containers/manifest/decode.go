@@ -27,7 +27,18 @@ type decoder struct {
 	placedDeps    map[string]placed // depends_on entries by name
 	nameNode      *yaml.Node        // the name field's value, if written
 	networkNode   *yaml.Node        // network_mode's value, if written
+
+	mergeDepth int  // merge keys being expanded
+	work       int  // mapping entries visited, merges included
+	tooComplex bool // the merge limits were hit (reported once)
 }
+
+// Limits on merge-key expansion (a manifest is small; these only stop a
+// file that refers to itself or multiplies aliases from hanging PID 1).
+const (
+	maxMergeDepth = 32
+	maxWork       = 1 << 20
+)
 
 // placed is a decoded value and where it was written.
 type placed struct {
@@ -108,6 +119,16 @@ func (d *decoder) entries(n *yaml.Node, field string) ([]entry, bool) {
 		d.errorf(n, field, "expected a mapping, found %s", describe(n))
 		return nil, false
 	}
+	// Merge keys can refer to themselves or multiply through aliases:
+	// bound both the nesting and the total work.
+	d.work += len(m.Content)
+	if d.mergeDepth > maxMergeDepth || d.work > maxWork {
+		if !d.tooComplex {
+			d.tooComplex = true
+			d.errorf(n, field, "merge keys nested too deep, refer to themselves, or expand too much")
+		}
+		return nil, false
+	}
 	var out, merged []entry
 	seen := map[string]int{} // key -> line of its first definition
 	for i := 0; i+1 < len(m.Content); i += 2 {
@@ -154,6 +175,8 @@ func (d *decoder) mergeSources(v *yaml.Node, field string) []entry {
 	}
 	var out []entry
 	have := map[string]bool{}
+	d.mergeDepth++
+	defer func() { d.mergeDepth-- }()
 	for _, s := range srcs {
 		es, ok := d.entries(s, field)
 		if !ok {

@@ -72,12 +72,19 @@ func Parse(file string, data []byte, dir string) (*Container, error) {
 
 // parse is Parse, also returning where the fields that cross-file checks
 // name were written.
-func parse(file string, data []byte, dir string) (*Container, *decoder, Errors) {
+func parse(file string, data []byte, dir string) (c *Container, d *decoder, errs Errors) {
 	if dir == "" {
 		dir = filepath.Dir(file)
 	}
-	d := &decoder{file: file, dir: dir, placedCaps: map[string][]placed{}, placedDeps: map[string]placed{}}
-	c := d.document(data)
+	d = &decoder{file: file, dir: dir, placedCaps: map[string][]placed{}, placedDeps: map[string]placed{}}
+	defer func() {
+		// PID 1 parses manifests: a bug here must cost one file, not
+		// the machine.
+		if r := recover(); r != nil {
+			c, errs = nil, Errors{{File: file, Msg: fmt.Sprintf("internal error while decoding (please report): %v", r)}}
+		}
+	}()
+	c = d.document(data)
 	if len(d.errs) > 0 {
 		sortErrors(d.errs)
 		return nil, d, Errors(d.errs)

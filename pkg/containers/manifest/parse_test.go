@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -427,4 +428,51 @@ func TestLoad(t *testing.T) {
 	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("Load(big) error = %v", err)
 	}
+}
+
+// TestParseHostile checks that YAML built to loop or to blow up ends in
+// an error, quickly.
+func TestParseHostile(t *testing.T) {
+	bomb := "image: a\nx-0: &a0 {k0: v}\n"
+	for i := 1; i < 30; i++ {
+		bomb += fmt.Sprintf("x-%d: &a%d {<<: [*a%d, *a%d, *a%d, *a%d]}\n", i, i, i-1, i-1, i-1, i-1)
+	}
+	bomb += "labels: {<<: *a29}\n"
+	tests := []struct {
+		name, text, want string
+	}{
+		{"self merge", "image: a\nx-a: &x {<<: *x}\n<<: *x\n", "merge keys nested too deep"},
+		{"self list", "image: a\nx-a: &x [*x]\nenvironment: *x\n", "expected a string, found a list"},
+		{"merge bomb", bomb, "expand too much"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := Parse("w.yaml", []byte(tt.text), "")
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error = %v, want it to contain %q", err, tt.want)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("took %v", d)
+			}
+		})
+	}
+}
+
+// FuzzParse checks that no input makes Parse panic or loop.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"image: a\n", "image: a\nports: [\"80:80\"]\nvolumes: [/a:/b]\n",
+		"image: a\nx-a: &x {restart: always}\n<<: *x\n",
+		"image: a\nhealthcheck: {test: [CMD, x], interval: 1s}\ndepends_on: {db: {condition: service_healthy}}\n",
+		"image: a\nulimits: {nofile: {soft: 1, hard: 2}}\ntmpfs: /t:size=1m\ndevices: [/dev/x:rw]\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := Parse("f.yaml", []byte(s), t.TempDir())
+		if (c == nil) == (err == nil) {
+			t.Fatalf("Parse(%q) = %v, %v: want exactly one of them", s, c, err)
+		}
+	})
 }

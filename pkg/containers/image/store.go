@@ -539,7 +539,7 @@ func (s *Store) unpack(ctx context.Context, l Layer, dir string) error {
 		}
 		return archive.OverlayConvertWhiteout(h, p)
 	}
-	if _, err := archive.Apply(ctx, root, st,
+	if _, err := archive.Apply(withArchiveLogger(ctx, s.log, l.Digest), root, st,
 		archive.WithFilter(filter.check),
 		archive.WithConvertWhiteout(convert),
 	); err != nil {

@@ -1,0 +1,111 @@
+// Package container runs one container with libcontainer (runc's library),
+// in photon-init's own process: no runc binary, no daemon.
+//
+// # From manifest to container
+//
+// Create combines a manifest (pkg/containers/manifest) with an unpacked
+// image (pkg/containers/image) into an OCI runtime spec, writes it as
+// DataDir/containers/NAME/config.json for inspection, and converts it with
+// runc's specconv, so that the container gets exactly runc's semantics and
+// runtime-tools' runtimetest can check the same config.json inside it.
+//
+// The process follows Docker's rules: a manifest entrypoint replaces the
+// image's Entrypoint and drops its Cmd unless the manifest also gives a
+// command; a command replaces Cmd. The environment is PATH (DefaultPath
+// when neither sets one) and HOSTNAME, then the image's Env, then the
+// manifest's entries overriding by key (an entry without "=" removes the
+// key), then HOME from the user's passwd entry (else "/"); TERM is not set,
+// since containers get pipes, not a terminal. working_dir, user and
+// stop_signal override the image's; a user name or group name is resolved
+// in the image's /etc/passwd and /etc/group (inside the container's root,
+// symlinks included); a missing working directory is created. The image's
+// volumes become anonymous volumes unless the manifest mounts something at
+// the same path.
+//
+// # Isolation
+//
+// Each container has its own mount, PID, IPC, UTS and cgroup namespaces.
+// network_mode "none" adds an empty network namespace (only lo, up);
+// "host" shares the machine's. Until bridge networking exists, an unset
+// network_mode ("") means host; "bridge" and "container:NAME" are refused
+// as not supported yet. The hostname is the manifest's hostname, else the
+// container's name.
+//
+// Capabilities are Docker's default set (DefaultCapabilities) with
+// cap_add and cap_drop applied as Docker does (ALL in either). Docker's
+// masked paths (MaskedPaths) and read-only paths (ReadonlyPaths) apply,
+// and no_new_privileges is set. /dev is a small tmpfs with runc's standard
+// nodes (null, zero, full, random, urandom, tty, ptmx via /dev/pts) and
+// /dev/pts, /dev/shm (64 MiB) and /dev/mqueue; /proc; /sys and the cgroup
+// tree read-only. A privileged container gets every capability, every host
+// device, writable /sys and cgroup tree, and none of the masks,
+// no_new_privileges or seccomp.
+//
+// # Seccomp
+//
+// A binary built with the "seccomp" build tag (CGO and libseccomp)
+// applies Docker's default profile (github.com/moby/profiles/seccomp,
+// converted by specconv) to every container that is not privileged;
+// SeccompEnabled tells which kind this binary is. The release build
+// (make, bin/photon-init) is built without the tag and applies no seccomp
+// filter: capabilities, namespaces, masked paths and no_new_privileges
+// are the isolation. Debian's libseccomp-dev ships a static libseccomp.a,
+// so the static release build can add the tag.
+//
+// # Resources
+//
+// Cgroups are handled by libcontainer's cgroupfs driver: cgroup v2 where
+// the unified hierarchy is mounted on /sys/fs/cgroup, v1 where only that
+// exists, each container in Options.CgroupParent/NAME. mem_limit sets
+// memory.max (v1: memory.limit_in_bytes; swap is not limited separately),
+// cpus sets cpu.max to cpus×100ms per 100ms, pids_limit sets pids.max.
+// ulimits become the first process's rlimits (without them it inherits
+// photon-init's); sysctls are written in the container's namespaces (net.*
+// only with its own network namespace); devices are created in the
+// container's /dev and allowed in its device cgroup.
+//
+// # Files on the host
+//
+//	StateDir/NAME/               libcontainer's state (state.json)
+//	DataDir/containers/NAME/
+//	    rootfs/                  the root filesystem (overlay mount point)
+//	    upper/ work/             the overlay's writable layer
+//	    hostname hosts resolv.conf   bind-mounted on /etc/...
+//	    config.json              the OCI spec
+//	    layer.json               what the writable layer was made from
+//	    volumes/                 anonymous volumes (target path escaped)
+//	VolumesDir/NAME/             named volumes, created on first use
+//	LogDir/NAME.log              the container's output (pkg/containers/logs)
+//
+// The root filesystem is an overlay: the image's layers (lowest first in
+// image.Image.Layers, given to overlayfs highest first) under the
+// container's upper directory. Where overlayfs is missing (not in
+// /proc/filesystems, or the mount fails with ENODEV, EINVAL or EOPNOTSUPP)
+// the layers are flattened into rootfs/ instead, with a warning. The
+// writable layer survives Destroy, so a container re-created from the same
+// manifest and image finds its files again, as a restarted Docker container
+// does; a changed manifest or image starts from a fresh layer, and
+// Runtime.Remove discards it on request. A new named or anonymous volume
+// is filled with what the image has at its target, as in Docker; a missing
+// host directory of a bind mount is created.
+//
+// /etc/hosts (loopback names and the hostname on 127.0.1.1), /etc/hostname
+// and /etc/resolv.conf (a copy of Options.ResolvConf, empty when it does
+// not exist) are generated and bind-mounted, writable as in Docker.
+//
+// When photon-init's root is the initramfs itself (the namespace's root
+// mount, which has no parent), pivot_root(2) fails with EINVAL; Create
+// detects that and has libcontainer enter the root with MS_MOVE and chroot
+// instead (NoPivotRoot).
+//
+// # Processes
+//
+// libcontainer re-executes /proc/self/exe (a sealed copy of it) as
+// "ARGV0 init" to set up the container: the binary (and a test binary)
+// must call libcontainer.Init when its first argument is "init" and link
+// libcontainer's nsenter. Every container process is created inside
+// reaper.Exclusive and waited for by its owner, which then releases its pid
+// (see pkg/boot/reaper). Output goes through pipes to a logs.Sink; stdin
+// is /dev/null. Exit reports the exit code, the killing signal and whether
+// the cgroup saw an OOM kill.
+package container

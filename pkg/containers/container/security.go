@@ -1,0 +1,161 @@
+package container
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/moby/profiles/seccomp"
+	"github.com/moby/sys/capability"
+	libseccomp "github.com/opencontainers/runc/libcontainer/seccomp"
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/photon-init/photon-init/pkg/containers/manifest"
+)
+
+// DefaultCapabilities is Docker's default capability set.
+var DefaultCapabilities = []string{
+	"CAP_CHOWN",
+	"CAP_DAC_OVERRIDE",
+	"CAP_FSETID",
+	"CAP_FOWNER",
+	"CAP_MKNOD",
+	"CAP_NET_RAW",
+	"CAP_SETGID",
+	"CAP_SETUID",
+	"CAP_SETFCAP",
+	"CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT",
+	"CAP_KILL",
+	"CAP_AUDIT_WRITE",
+}
+
+// MaskedPaths are the paths made unreadable in a container that is not
+// privileged (Docker's list: a file is covered with /dev/null, a directory
+// with an empty read-only tmpfs).
+var MaskedPaths = []string{
+	"/proc/asound",
+	"/proc/acpi",
+	"/proc/interrupts",
+	"/proc/kcore",
+	"/proc/keys",
+	"/proc/latency_stats",
+	"/proc/timer_list",
+	"/proc/timer_stats",
+	"/proc/sched_debug",
+	"/proc/scsi",
+	"/sys/firmware",
+	"/sys/devices/virtual/powercap",
+}
+
+// ReadonlyPaths are the paths made read-only in a container that is not
+// privileged (Docker's list).
+var ReadonlyPaths = []string{
+	"/proc/bus",
+	"/proc/fs",
+	"/proc/irq",
+	"/proc/sys",
+	"/proc/sysrq-trigger",
+}
+
+// SeccompEnabled says whether this binary was built with seccomp support
+// (the "seccomp" build tag, with CGO and libseccomp). Only then do
+// containers get Docker's default seccomp profile.
+const SeccompEnabled = libseccomp.Enabled
+
+// allCapabilities lists the capabilities of the running kernel (of the
+// library when the kernel cannot be asked), in "CAP_X" form.
+func allCapabilities() []string {
+	caps, err := capability.ListSupported()
+	if err != nil {
+		caps = capability.ListKnown()
+	}
+	out := make([]string, 0, len(caps))
+	for _, c := range caps {
+		out = append(out, "CAP_"+strings.ToUpper(c.String()))
+	}
+	return out
+}
+
+// capabilities applies cap_add and cap_drop to Docker's default set as
+// Docker does: privileged gets every capability; ALL in cap_add starts from
+// every capability (less cap_drop); ALL in cap_drop keeps only cap_add.
+func capabilities(m *manifest.Container) ([]string, error) {
+	known := map[string]bool{"ALL": true}
+	for _, c := range capability.ListKnown() {
+		known["CAP_"+strings.ToUpper(c.String())] = true
+	}
+	norm := func(field string, in []string) ([]string, error) {
+		out := make([]string, 0, len(in))
+		for _, c := range in {
+			u := strings.ToUpper(c)
+			if u != "ALL" && !strings.HasPrefix(u, "CAP_") {
+				u = "CAP_" + u
+			}
+			if !known[u] {
+				return nil, fmt.Errorf("%s: %q is not a capability", field, c)
+			}
+			out = append(out, u)
+		}
+		return out, nil
+	}
+	add, err := norm("cap_add", m.CapAdd)
+	if err != nil {
+		return nil, err
+	}
+	drop, err := norm("cap_drop", m.CapDrop)
+	if err != nil {
+		return nil, err
+	}
+	var caps []string
+	switch {
+	case m.Privileged:
+		return allCapabilities(), nil
+	case slices.Contains(add, "ALL"):
+		for _, c := range allCapabilities() {
+			if !slices.Contains(drop, c) {
+				caps = append(caps, c)
+			}
+		}
+		return caps, nil
+	case slices.Contains(drop, "ALL"):
+		caps = []string{}
+	default:
+		for _, c := range DefaultCapabilities {
+			if !slices.Contains(drop, c) {
+				caps = append(caps, c)
+			}
+		}
+	}
+	for _, c := range add {
+		if !slices.Contains(caps, c) {
+			caps = append(caps, c)
+		}
+	}
+	return caps, nil
+}
+
+// linuxCapabilities gives the process caps in the bounding, permitted and
+// effective sets; none inheritable or ambient (Docker since 20.10).
+func linuxCapabilities(caps []string) *specs.LinuxCapabilities {
+	return &specs.LinuxCapabilities{
+		Bounding:  slices.Clone(caps),
+		Permitted: slices.Clone(caps),
+		Effective: slices.Clone(caps),
+	}
+}
+
+// seccompProfile returns Docker's default profile for spec (whose
+// capabilities must be set: some syscalls are allowed by capability), or
+// nil for a privileged container or a binary built without seccomp.
+func seccompProfile(spec *specs.Spec, privileged bool) (*specs.LinuxSeccomp, error) {
+	if privileged || !SeccompEnabled {
+		return nil, nil
+	}
+	p, err := seccomp.GetDefaultProfile(spec)
+	if err != nil {
+		return nil, fmt.Errorf("Docker's default seccomp profile: %w", err)
+	}
+	return p, nil
+}

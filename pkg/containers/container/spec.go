@@ -1,0 +1,220 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/photon-init/photon-init/pkg/containers/image"
+	"github.com/photon-init/photon-init/pkg/containers/manifest"
+)
+
+// DefaultStopGrace is how long Stop waits after the stop signal before it
+// kills, when the manifest sets no stop_grace_period (Docker's default).
+const DefaultStopGrace = 10 * time.Second
+
+// Network modes of a manifest.
+const (
+	NetworkHost = "host"
+	NetworkNone = "none"
+)
+
+// Annotations the runtime writes into the spec.
+const (
+	AnnotationName        = "org.photon-init.container.name"
+	AnnotationImage       = "org.photon-init.image.ref"
+	AnnotationImageDigest = "org.photon-init.image.digest"
+)
+
+// layout is where one container's files live.
+type layout struct {
+	dir          string // DataDir/containers/NAME
+	rootfs       string // the root filesystem (overlay mount point, or the flattened copy)
+	upper, work  string // the overlay's writable layer and work dir
+	hostname     string // generated /etc/hostname
+	hosts        string // generated /etc/hosts
+	resolvConf   string // generated /etc/resolv.conf
+	config       string // the OCI config.json, for inspection
+	meta         string // what the writable layer was made from
+	anonVolumes  string // anonymous volumes of this container
+	namedVolumes string // named volumes of the machine
+}
+
+func newLayout(dataDir, volumesDir, name string) *layout {
+	dir := filepath.Join(dataDir, "containers", name)
+	return &layout{
+		dir:          dir,
+		rootfs:       filepath.Join(dir, "rootfs"),
+		upper:        filepath.Join(dir, "upper"),
+		work:         filepath.Join(dir, "work"),
+		hostname:     filepath.Join(dir, "hostname"),
+		hosts:        filepath.Join(dir, "hosts"),
+		resolvConf:   filepath.Join(dir, "resolv.conf"),
+		config:       filepath.Join(dir, "config.json"),
+		meta:         filepath.Join(dir, "layer.json"),
+		anonVolumes:  filepath.Join(dir, "volumes"),
+		namedVolumes: volumesDir,
+	}
+}
+
+// plan is everything Create derives from a manifest and an image.
+type plan struct {
+	spec       *specs.Spec
+	volumes    []volume // host directories to prepare
+	hostname   string
+	stopSignal string // as written (manifest, else image), "" = SIGTERM
+	stopGrace  time.Duration
+}
+
+// hostnameOf is the manifest's hostname, else the container's name.
+func hostnameOf(m *manifest.Container) string {
+	if m.Hostname != "" {
+		return m.Hostname
+	}
+	return m.Name
+}
+
+// ownNetns says whether the network mode gives the container its own
+// network namespace. "" is host networking until bridge networking exists.
+func ownNetns(mode string) (bool, error) {
+	switch {
+	case mode == "" || mode == NetworkHost:
+		return false, nil
+	case mode == NetworkNone:
+		return true, nil
+	case mode == "bridge" || strings.HasPrefix(mode, "container:"):
+		return false, fmt.Errorf("network_mode %q is not supported yet (use host or none)", mode)
+	default:
+		return false, fmt.Errorf("network_mode %q is not a network mode (host, none)", mode)
+	}
+}
+
+// buildSpec builds the OCI runtime spec of a container: its process from
+// the manifest and the image config by Docker's rules, namespaces,
+// capabilities, masked and read-only paths, mounts, cgroup limits and
+// seccomp. rootfs is read for the user's passwd and group entries;
+// nothing is written.
+func buildSpec(m *manifest.Container, img *image.Image, l *layout, cgroupParent string) (*plan, error) {
+	if m == nil || img == nil {
+		return nil, errors.New("no manifest or no image")
+	}
+	if !manifest.ValidName(m.Name) {
+		return nil, fmt.Errorf("%q is not a container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most %d characters)", m.Name, manifest.MaxNameLen)
+	}
+	cfg := &img.Config
+	netns, err := ownNetns(m.NetworkMode)
+	if err != nil {
+		return nil, err
+	}
+	argv, err := args(m, cfg)
+	if err != nil {
+		return nil, err
+	}
+	userSpec := m.User
+	if userSpec == "" {
+		userSpec = cfg.User
+	}
+	u, err := execUser(l.rootfs, userSpec)
+	if err != nil {
+		return nil, err
+	}
+	cwd := m.WorkingDir
+	if cwd == "" {
+		cwd = cfg.WorkingDir
+	}
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !path.IsAbs(cwd) {
+		return nil, fmt.Errorf("working_dir %q is not an absolute path", cwd)
+	}
+	cwd = path.Clean(cwd)
+	hostname := hostnameOf(m)
+	caps, err := capabilities(m)
+	if err != nil {
+		return nil, err
+	}
+	rl, err := processRlimits(m.Ulimits)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSysctls(m.Sysctls, netns); err != nil {
+		return nil, err
+	}
+	user, vols, err := userMounts(m, cfg.Volumes, l)
+	if err != nil {
+		return nil, err
+	}
+	devs, perms, err := linuxDevices(m)
+	if err != nil {
+		return nil, err
+	}
+
+	namespaces := []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace},
+		{Type: specs.IPCNamespace},
+		{Type: specs.UTSNamespace},
+		{Type: specs.MountNamespace},
+		{Type: specs.CgroupNamespace},
+	}
+	if netns {
+		namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+
+	spec := &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{
+			User:            processUser(u),
+			Args:            argv,
+			Env:             environment(m, cfg, hostname, u.Home),
+			Cwd:             cwd,
+			Capabilities:    linuxCapabilities(caps),
+			Rlimits:         rl,
+			NoNewPrivileges: !m.Privileged,
+		},
+		Root:     &specs.Root{Path: l.rootfs, Readonly: m.ReadOnly},
+		Hostname: hostname,
+		Mounts:   allMounts(defaultMounts(m.Privileged), etcMounts(l), user),
+		Annotations: map[string]string{
+			AnnotationName:        m.Name,
+			AnnotationImage:       img.Ref,
+			AnnotationImageDigest: img.Digest,
+		},
+		Linux: &specs.Linux{
+			Sysctl:      maps.Clone(m.Sysctls),
+			Resources:   resources(m, devs, perms),
+			CgroupsPath: path.Join("/", cgroupParent, m.Name),
+			Namespaces:  namespaces,
+			Devices:     devs,
+		},
+	}
+	if !m.Privileged {
+		spec.Linux.MaskedPaths = slices.Clone(MaskedPaths)
+		spec.Linux.ReadonlyPaths = slices.Clone(ReadonlyPaths)
+	}
+	if spec.Linux.Seccomp, err = seccompProfile(spec, m.Privileged); err != nil {
+		return nil, err
+	}
+
+	stop := m.StopSignal
+	if stop == "" {
+		stop = cfg.StopSignal
+	}
+	if stop != "" {
+		if _, err := manifest.ParseSignal(stop); err != nil {
+			return nil, fmt.Errorf("stop signal: %w", err)
+		}
+	}
+	grace := m.StopGracePeriod
+	if grace <= 0 {
+		grace = DefaultStopGrace
+	}
+	return &plan{spec: spec, volumes: vols, hostname: hostname, stopSignal: stop, stopGrace: grace}, nil
+}

@@ -349,6 +349,12 @@ func (d *decoder) stringList(n *yaml.Node, field string) ([]item, bool) {
 		d.errorf(n, field, "expected a string or a list of strings, found %s", describe(n))
 		return nil, false
 	}
+	return d.scalarItems(r, field)
+}
+
+// scalarItems decodes the items of sequence r as strings, naming them
+// field[i].
+func (d *decoder) scalarItems(r *yaml.Node, field string) ([]item, bool) {
 	out := []item{}
 	good := true
 	for i, c := range r.Content {
@@ -377,17 +383,11 @@ type keyValue struct {
 func (d *decoder) keyValues(n *yaml.Node, field string) ([]keyValue, bool) {
 	r := resolve(n)
 	if r != nil && r.Kind == yaml.SequenceNode {
-		out := []keyValue{}
-		good := true
-		for i, c := range r.Content {
-			f := index(field, i)
-			s, ok := d.str(c, f)
-			if !ok {
-				good = false
-				continue
-			}
-			k, v, has := strings.Cut(s, "=")
-			out = append(out, keyValue{key: k, val: v, hasVal: has, node: c, field: f})
+		items, good := d.scalarItems(r, field)
+		out := make([]keyValue, 0, len(items))
+		for _, it := range items {
+			k, v, has := strings.Cut(it.val, "=")
+			out = append(out, keyValue{key: k, val: v, hasVal: has, node: it.node, field: it.field})
 		}
 		return out, good
 	}
@@ -420,16 +420,52 @@ func (d *decoder) keyValues(n *yaml.Node, field string) ([]keyValue, bool) {
 // duration decodes a Compose duration: "10s", "1m30s", "500ms", "1h".
 // A bare number is refused, since its unit would be a guess.
 func (d *decoder) duration(n *yaml.Node, field string) (time.Duration, bool) {
+	return parsed(d, n, field, ParseDuration)
+}
+
+// parsed decodes a scalar with parse, reporting its error at n.
+func parsed[T any](d *decoder, n *yaml.Node, field string, parse func(string) (T, error)) (T, bool) {
+	var zero T
 	s, ok := d.str(n, field)
 	if !ok {
-		return 0, false
+		return zero, false
 	}
-	v, err := ParseDuration(s)
+	v, err := parse(s)
 	if err != nil {
 		d.errorf(n, field, "%v", err)
-		return 0, false
+		return zero, false
 	}
 	return v, true
+}
+
+// decodeList decodes a list whose items are strings, parsed by short, or
+// (when long is not nil) mappings in Compose's long syntax, decoded by
+// long. One item may give several values (a port range); place records
+// where each value was written. Bad items are reported and left out.
+func decodeList[T any](d *decoder, n *yaml.Node, field string,
+	short func(string) ([]T, error), long func(*yaml.Node, string) ([]T, bool),
+	place func(T, string, *yaml.Node)) []T {
+	items, ok := d.list(n, field)
+	if !ok {
+		return nil
+	}
+	out := []T{}
+	for i, it := range items {
+		f := index(field, i)
+		var vs []T
+		if r := resolve(it); long != nil && r != nil && r.Kind == yaml.MappingNode {
+			if vs, ok = long(it, f); !ok {
+				continue
+			}
+		} else if vs, ok = parsed(d, it, f, short); !ok {
+			continue
+		}
+		for _, v := range vs {
+			place(v, f, it)
+		}
+		out = append(out, vs...)
+	}
+	return out
 }
 
 // ParseDuration parses a Compose duration: a sequence of numbers with
@@ -452,16 +488,7 @@ func ParseDuration(s string) (time.Duration, error) {
 // byteSize decodes a size in bytes: a plain number, or a number with a
 // binary unit as Compose takes it ("512m", "1g", "1024k", "64mb").
 func (d *decoder) byteSize(n *yaml.Node, field string) (int64, bool) {
-	s, ok := d.str(n, field)
-	if !ok {
-		return 0, false
-	}
-	v, err := ParseBytes(s)
-	if err != nil {
-		d.errorf(n, field, "%v", err)
-		return 0, false
-	}
-	return v, true
+	return parsed(d, n, field, ParseBytes)
 }
 
 // ParseBytes parses a size as Compose does (mem_limit, tmpfs size): a

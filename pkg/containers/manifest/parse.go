@@ -469,37 +469,21 @@ func checkEnvKey(k string) error {
 // ports decodes `ports`: short strings, bare numbers, or long-syntax
 // mappings {target, published, host_ip, protocol, mode}.
 func (d *decoder) ports(n *yaml.Node, field string) []Port {
-	items, ok := d.list(n, field)
-	if !ok {
-		return nil
-	}
-	out := []Port{}
-	for i, it := range items {
-		f := index(field, i)
-		var spec string
-		if r := resolve(it); r != nil && r.Kind == yaml.MappingNode {
-			spec = d.longPort(it, f)
-			if spec == "" {
-				continue
-			}
-		} else {
-			s, ok := d.str(it, f)
-			if !ok {
-				continue
-			}
-			spec = s
+	long := func(it *yaml.Node, f string) ([]Port, bool) {
+		spec := d.longPort(it, f)
+		if spec == "" {
+			return nil, false
 		}
 		ps, err := parsePorts(spec)
 		if err != nil {
 			d.errorf(it, f, "%v", err)
-			continue
+			return nil, false
 		}
-		for _, p := range ps {
-			d.placedPorts = append(d.placedPorts, placedPort{p, f, it})
-		}
-		out = append(out, ps...)
+		return ps, true
 	}
-	return out
+	return decodeList(d, n, field, parsePorts, long, func(p Port, f string, it *yaml.Node) {
+		d.placedPorts = append(d.placedPorts, placedPort{p, f, it})
+	})
 }
 
 // longPort turns Compose's long port syntax into the short one.
@@ -541,33 +525,17 @@ func (d *decoder) longPort(n *yaml.Node, field string) string {
 
 // volumes decodes `volumes`: short strings or long-syntax mappings.
 func (d *decoder) volumes(n *yaml.Node, field string) []Volume {
-	items, ok := d.list(n, field)
-	if !ok {
-		return nil
-	}
-	out := []Volume{}
-	for i, it := range items {
-		f := index(field, i)
-		if r := resolve(it); r != nil && r.Kind == yaml.MappingNode {
-			if v, ok := d.longVolume(it, f); ok {
-				d.placedMounts = append(d.placedMounts, placed{v.Target, f, it})
-				out = append(out, v)
-			}
-			continue
-		}
-		s, ok := d.str(it, f)
-		if !ok {
-			continue
-		}
+	short := func(s string) ([]Volume, error) {
 		v, err := parseVolume(s, d.dir)
-		if err != nil {
-			d.errorf(it, f, "%v", err)
-			continue
-		}
-		d.placedMounts = append(d.placedMounts, placed{v.Target, f, it})
-		out = append(out, v)
+		return []Volume{v}, err
 	}
-	return out
+	long := func(it *yaml.Node, f string) ([]Volume, bool) {
+		v, ok := d.longVolume(it, f)
+		return []Volume{v}, ok
+	}
+	return decodeList(d, n, field, short, long, func(v Volume, f string, it *yaml.Node) {
+		d.placedMounts = append(d.placedMounts, placed{v.Target, f, it})
+	})
 }
 
 // longVolume decodes {type, source, target, read_only, tmpfs: {size, mode}}.
@@ -665,26 +633,13 @@ func (d *decoder) tmpfs(n *yaml.Node, field string) []string {
 
 // devices decodes `devices`.
 func (d *decoder) devices(n *yaml.Node, field string) []Device {
-	items, ok := d.list(n, field)
-	if !ok {
-		return nil
-	}
-	out := []Device{}
-	for i, it := range items {
-		f := index(field, i)
-		s, ok := d.str(it, f)
-		if !ok {
-			continue
-		}
+	short := func(s string) ([]Device, error) {
 		dev, err := parseDevice(s)
-		if err != nil {
-			d.errorf(it, f, "%v", err)
-			continue
-		}
-		d.placedDevices = append(d.placedDevices, placed{dev.ContainerPath, f, it})
-		out = append(out, dev)
+		return []Device{dev}, err
 	}
-	return out
+	return decodeList(d, n, field, short, nil, func(dev Device, f string, it *yaml.Node) {
+		d.placedDevices = append(d.placedDevices, placed{dev.ContainerPath, f, it})
+	})
 }
 
 // caps decodes cap_add or cap_drop, normalised to "CAP_X" and without
@@ -817,34 +772,36 @@ func checkUlimit(u Ulimit) error {
 
 // sysctls decodes a mapping or a KEY=VALUE list of namespaced sysctls.
 func (d *decoder) sysctls(n *yaml.Node, field string) map[string]string {
-	kvs, _ := d.keyValues(n, field)
-	out := map[string]string{}
-	for _, kv := range kvs {
+	return d.stringMap(n, field, func(kv keyValue) error {
 		if err := checkSysctl(kv.key); err != nil {
-			d.errorf(kv.node, kv.field, "%v", err)
-			continue
+			return err
 		}
 		if !kv.hasVal {
-			d.errorf(kv.node, kv.field, "%s has no value", kv.key)
-			continue
+			return fmt.Errorf("%s has no value", kv.key)
 		}
-		if _, dup := out[kv.key]; dup {
-			d.errorf(kv.node, kv.field, "%s is set twice", kv.key)
-			continue
-		}
-		out[kv.key] = kv.val
-	}
-	return out
+		return nil
+	})
 }
 
 // labels decodes a mapping or a KEY=VALUE list ("KEY" alone is an empty
 // value, as in Compose).
 func (d *decoder) labels(n *yaml.Node, field string) map[string]string {
+	return d.stringMap(n, field, func(kv keyValue) error {
+		if kv.key == "" {
+			return errors.New("empty label name")
+		}
+		return nil
+	})
+}
+
+// stringMap decodes a mapping or a KEY=VALUE list into a map, refusing
+// entries that check refuses and keys given twice.
+func (d *decoder) stringMap(n *yaml.Node, field string, check func(keyValue) error) map[string]string {
 	kvs, _ := d.keyValues(n, field)
 	out := map[string]string{}
 	for _, kv := range kvs {
-		if kv.key == "" {
-			d.errorf(kv.node, kv.field, "empty label name")
+		if err := check(kv); err != nil {
+			d.errorf(kv.node, kv.field, "%v", err)
 			continue
 		}
 		if _, dup := out[kv.key]; dup {

@@ -363,6 +363,17 @@ func ParseTmpfs(entry string) (Volume, []string, error) {
 
 // formatTmpfs writes a parsed tmpfs entry back in normal form.
 func formatTmpfs(v Volume, rest []string) string {
+	opts := TmpfsOptions(v, rest)
+	if len(opts) == 0 {
+		return v.Target
+	}
+	return v.Target + ":" + strings.Join(opts, ",")
+}
+
+// TmpfsOptions returns the mount options of a tmpfs Volume and the rest
+// of its options (from ParseTmpfs): size= in bytes and mode= in octal
+// when set, ro when read-only, then rest in order.
+func TmpfsOptions(v Volume, rest []string) []string {
 	var opts []string
 	if v.TmpfsSize > 0 {
 		opts = append(opts, "size="+strconv.FormatInt(v.TmpfsSize, 10))
@@ -373,11 +384,7 @@ func formatTmpfs(v Volume, rest []string) string {
 	if v.ReadOnly {
 		opts = append(opts, "ro")
 	}
-	opts = append(opts, rest...)
-	if len(opts) == 0 {
-		return v.Target
-	}
-	return v.Target + ":" + strings.Join(opts, ",")
+	return append(opts, rest...)
 }
 
 // parseMode parses a file mode written in octal, with or without a

@@ -18,8 +18,9 @@ import (
 	"github.com/photon-init/photon-init/pkg/containers/image"
 )
 
-// DefaultDir is where the manifests live.
-const DefaultDir = "/etc/photon/containers"
+// DefaultDir is where the manifests live (init.yaml's containers.dir may
+// say otherwise).
+const DefaultDir = config.DefaultContainersDir
 
 // VolumesDir is where named volumes are kept: /var/lib/photon/volumes/NAME.
 const VolumesDir = "/var/lib/photon/volumes"

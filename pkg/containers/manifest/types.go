@@ -22,8 +22,9 @@ type Container struct {
 
 	Entrypoint []string `yaml:"entrypoint"` // string (shell form split as Compose does) or list
 	Command    []string `yaml:"command"`    // string or list
-	// Environment is KEY=VALUE entries in file order; entries from
-	// env_file come first, `environment` overrides them.
+	// Environment is KEY=VALUE entries in file order, one per key;
+	// entries from env_file come first, `environment` overrides them.
+	// A KEY without a value sets nothing.
 	Environment []string `yaml:"environment"` // map or list
 	EnvFile     []string `yaml:"env_file"`    // string or list, relative to the manifest's directory
 	WorkingDir  string   `yaml:"working_dir"`
@@ -34,7 +35,7 @@ type Container struct {
 	Ports       []Port `yaml:"ports"`
 
 	Volumes []Volume `yaml:"volumes"` // short "SRC:DST[:ro]" or long syntax
-	Tmpfs   []string `yaml:"tmpfs"`   // container paths, "PATH[:size=...,mode=...]"
+	Tmpfs   []string `yaml:"tmpfs"`   // "PATH[:size=...,mode=...]", normalised (size in bytes); see ParseTmpfs
 	Devices []Device `yaml:"devices"` // "HOST[:CTR[:PERMS]]"
 
 	ReadOnly   bool     `yaml:"read_only"`
@@ -99,7 +100,7 @@ type Device struct {
 	Permissions   string // subset of "rwm"; "" = "rwm"
 }
 
-// Ulimit is a soft and hard resource limit.
+// Ulimit is a soft and hard resource limit; -1 means unlimited.
 type Ulimit struct {
 	Soft int64
 	Hard int64

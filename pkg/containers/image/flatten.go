@@ -16,6 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Flatten is the package function Flatten, for callers holding a Store.
+func (s *Store) Flatten(ctx context.Context, img *Image, dst string) error {
+	return Flatten(ctx, img, dst)
+}
+
 // Flatten copies the layers of img, lowest first, into dst (created if
 // missing, which must otherwise be empty), for machines without overlayfs.
 // It honours the layers' overlay whiteouts as overlayfs would: a 0/0
@@ -25,7 +30,7 @@ import (
 // non-directory. Ownership, modes, times, xattrs (but trusted.overlay.*),
 // device nodes and hardlinks within a layer are kept where the file system
 // and privileges allow; an error says which path failed.
-func (s *Store) Flatten(ctx context.Context, img *Image, dst string) error {
+func Flatten(ctx context.Context, img *Image, dst string) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return fmt.Errorf("flatten %s: %w", img.Ref, err)
 	}

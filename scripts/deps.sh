@@ -13,6 +13,8 @@
 #   gcc libc6-dev make git
 #                       the static CGO build of bin/photon-init
 #   umoci skopeo bzip2  test images (internal/testimage) and layer formats
+#   docker-registry     a real registry (distribution 2.8) for pull tests,
+#                       started by the tests on a port of their own
 set -euo pipefail
 
 packages=(
@@ -21,6 +23,7 @@ packages=(
 	iproute2 util-linux dnsmasq-base
 	gcc libc6-dev make git ca-certificates
 	umoci skopeo bzip2
+	docker-registry
 )
 
 installed() {

@@ -1,15 +1,18 @@
 package image
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/photon-init/photon-init/internal/testimage"
 )
@@ -209,3 +212,125 @@ func TestSourceErrors(t *testing.T) {
 		})
 	}
 }
+
+// writeBlob stores data in a layout's blobs and returns its descriptor.
+func writeBlob(t testing.TB, layout, mediaType string, data []byte, p *ocispec.Platform) ocispec.Descriptor {
+	t.Helper()
+	d := digest.FromBytes(data)
+	dir := filepath.Join(layout, "blobs", "sha256")
+	os.MkdirAll(dir, 0o755)
+	if err := os.WriteFile(filepath.Join(dir, d.Encoded()), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return ocispec.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(data)), Platform: p}
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestOCILayoutPlatforms resolves a multi-platform image in an OCI layout
+// (index.json → image index → per-platform manifests).
+func TestOCILayoutPlatforms(t *testing.T) {
+	dir, child := inMountNS(t)
+	if !child {
+		return
+	}
+	layout := filepath.Join(dir, "layout")
+	var manifests []ocispec.Descriptor
+	for _, arch := range []string{"arm64", "amd64", "riscv64"} {
+		layer := makeTar(t, testEntry{name: "arch", body: arch})
+		ld := writeBlob(t, layout, ocispec.MediaTypeImageLayer, layer, nil)
+		cfg := writeBlob(t, layout, ocispec.MediaTypeImageConfig, mustJSON(t, map[string]any{
+			"architecture": arch, "os": "linux",
+			"config": map[string]any{"Cmd": []string{"/" + arch}},
+			"rootfs": map[string]any{"type": "layers", "diff_ids": []string{ld.Digest.String()}},
+		}), nil)
+		m := writeBlob(t, layout, ocispec.MediaTypeImageManifest, mustJSON(t, ocispec.Manifest{
+			Versioned: ocispecVersioned(), MediaType: ocispec.MediaTypeImageManifest, Config: cfg, Layers: []ocispec.Descriptor{ld},
+		}), &ocispec.Platform{OS: "linux", Architecture: arch})
+		manifests = append(manifests, m)
+	}
+	idx := writeBlob(t, layout, ocispec.MediaTypeImageIndex, mustJSON(t, ocispec.Index{
+		Versioned: ocispecVersioned(), MediaType: ocispec.MediaTypeImageIndex, Manifests: manifests,
+	}), nil)
+	idx.Annotations = map[string]string{ocispec.AnnotationRefName: "v1"}
+	os.WriteFile(filepath.Join(layout, "index.json"), mustJSON(t, ocispec.Index{Versioned: ocispecVersioned(), Manifests: []ocispec.Descriptor{idx}}), 0o644)
+	os.WriteFile(filepath.Join(layout, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
+
+	tests := []struct {
+		p       Platform
+		want    string
+		wantErr string
+	}{
+		{Platform{"linux", "amd64", "v1"}, "amd64", ""},
+		{Platform{"linux", "arm64", "v8"}, "arm64", ""},
+		{Platform{"linux", "riscv64", ""}, "riscv64", ""},
+		{Platform{"linux", "s390x", ""}, "", "no image for platform linux/s390x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.p.String(), func(t *testing.T) {
+			s := openStore(t, filepath.Join(dir, "store-"+tt.p.Architecture), WithPlatform(tt.p))
+			img, err := s.Get(context.Background(), "oci:"+layout+":v1")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := os.ReadFile(filepath.Join(img.Layers[0], "arch"))
+			if string(b) != tt.want || img.Config.Cmd[0] != "/"+tt.want {
+				t.Errorf("got layer %q cmd %v, want %s", b, img.Config.Cmd, tt.want)
+			}
+		})
+	}
+}
+
+// TestPathPrefix checks that a layer's PathPrefix (an ACI's "rootfs/") is
+// stripped and entries outside it skipped.
+func TestPathPrefix(t *testing.T) {
+	dir, child := inMountNS(t)
+	if !child {
+		return
+	}
+	blob := makeTar(t,
+		testEntry{name: "manifest", body: "{}"},
+		testEntry{name: "rootfs", typ: tar.TypeDir},
+		testEntry{name: "rootfs/etc/", typ: tar.TypeDir},
+		testEntry{name: "rootfs/etc/hostname", body: "aci\n"},
+		testEntry{name: "rootfs/etc/link", typ: tar.TypeLink, link: "rootfs/etc/hostname"},
+	)
+	l := memLayer(blob, nil, nil)
+	l.PathPrefix = "rootfs"
+	mem := &memSource{images: map[string]*Resolved{"x": {Digest: "sha256:00", Layers: []Layer{l}}}}
+	s := openStore(t, filepath.Join(dir, "store"), WithSource(TransportACI, mem.fn))
+	img, err := s.Get(context.Background(), "aci:x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := treeOf(t, img.Layers[0]); !slices.Equal(got, []string{".", "etc", "etc/hostname", "etc/link"}) {
+		t.Errorf("tree %v", got)
+	}
+	a, _ := os.Stat(filepath.Join(img.Layers[0], "etc/hostname"))
+	b, _ := os.Stat(filepath.Join(img.Layers[0], "etc/link"))
+	if a == nil || b == nil || !os.SameFile(a, b) {
+		t.Error("hardlink inside the prefix not kept")
+	}
+	bad := makeTar(t, testEntry{name: "rootfs/x", typ: tar.TypeLink, link: "manifest"})
+	l = memLayer(bad, nil, nil)
+	l.PathPrefix = "rootfs"
+	mem.images["bad"] = &Resolved{Digest: "sha256:01", Layers: []Layer{l}}
+	if _, err := s.Get(context.Background(), "aci:bad"); err == nil || !strings.Contains(err.Error(), "outside") {
+		t.Errorf("hardlink out of the prefix: %v", err)
+	}
+}
+
+func ocispecVersioned() specs.Versioned { return specs.Versioned{SchemaVersion: 2} }

@@ -11,7 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,6 +45,8 @@ type ACIEntry struct {
 	Body []byte
 	// Link is a symbolic or hard link's target.
 	Link string
+	// UID and GID own the entry.
+	UID, GID int
 }
 
 // ACIManifest is the JSON of an appc image manifest (spec v0.8.11) for
@@ -88,7 +93,7 @@ func ACITar(entries []ACIEntry) ([]byte, error) {
 	tw := tar.NewWriter(&buf)
 	mtime := time.Unix(1700000000, 0)
 	for _, e := range entries {
-		hdr := &tar.Header{Name: e.Name, Typeflag: e.Type, Mode: e.Mode, Linkname: e.Link, ModTime: mtime, Format: tar.FormatPAX}
+		hdr := &tar.Header{Name: e.Name, Typeflag: e.Type, Mode: e.Mode, Linkname: e.Link, Uid: e.UID, Gid: e.GID, ModTime: mtime, Format: tar.FormatPAX}
 		switch hdr.Typeflag {
 		case 0:
 			hdr.Typeflag = tar.TypeReg
@@ -305,4 +310,123 @@ func repoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// ServerACIName is the appc name of the test server's ACI.
+const ServerACIName = "photon-init.test/httpserver"
+
+// appcArchs maps GOARCH to appc's arch label.
+var appcArchs = map[string]string{"amd64": "amd64", "arm64": "aarch64", "386": "i386", "arm": "armv7l", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+// ServerACI returns the test server image (im's root filesystem) as an ACI
+// compressed with compression, with an app section matching the OCI
+// image's config (Entrypoint, PORT and PATH, port 8080/tcp, volume /data,
+// the org.photon-init.test label as an annotation) and user 0:0. It is
+// built once into im's directory; its reference is "aci:" + the path.
+func ServerACI(t testing.TB, im *Images, compression string) string {
+	t.Helper()
+	path := filepath.Join(im.Dir, "httpserver-"+compression+".aci")
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	arch, ok := appcArchs[runtime.GOARCH]
+	if !ok {
+		t.Skipf("no appc arch label for %s", runtime.GOARCH)
+	}
+	manifest := ACIManifest(t, ServerACIName, map[string]any{
+		"exec":             []string{Entrypoint},
+		"user":             "0",
+		"group":            "0",
+		"workingDirectory": "/",
+		"environment": []map[string]string{
+			{"name": "PORT", "value": fmt.Sprint(Port)},
+			{"name": "PATH", "value": "/bin"},
+		},
+		"ports":       []map[string]any{{"name": "http", "protocol": "tcp", "port": Port}},
+		"mountPoints": []map[string]any{{"name": "data", "path": "/data"}},
+	}, map[string]any{
+		"labels": []map[string]string{
+			{"name": "version", "value": "1.0.0"},
+			{"name": "os", "value": "linux"},
+			{"name": "arch", "value": arch},
+		},
+		"annotations": []map[string]string{{"name": "org.photon-init.test", "value": "httpserver"}},
+	})
+	rootfs, err := dirEntries(im.Rootfs)
+	if err != nil {
+		t.Fatalf("ACI of %s: %v", im.Rootfs, err)
+	}
+	tmp := fmt.Sprintf("%s.tmp%d", path, os.Getpid())
+	if _, err := WriteACI(tmp, compression, ACIEntries(manifest, rootfs...)); err != nil {
+		os.Remove(tmp)
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// dirEntries lists the tree at dir as ACI rootfs entries, sorted, with
+// owners, modes, symbolic links and hard links (to the first name of an
+// inode, "rootfs/...").
+func dirEntries(dir string) ([]ACIEntry, error) {
+	var names []string
+	if err := filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != dir {
+			names = append(names, p)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	seen := map[uint64]string{}
+	var out []ACIEntry
+	for _, p := range names {
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return nil, err
+		}
+		rel = filepath.ToSlash(rel)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return nil, err
+		}
+		e := ACIEntry{Name: rel, Mode: int64(fi.Mode().Perm())}
+		if fi.Mode()&os.ModeSticky != 0 {
+			e.Mode |= 0o1000
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			e.UID, e.GID = int(st.Uid), int(st.Gid)
+			if fi.Mode().IsRegular() && st.Nlink > 1 {
+				if first, ok := seen[st.Ino]; ok {
+					e.Type, e.Link = tar.TypeLink, "rootfs/"+first
+					out = append(out, e)
+					continue
+				}
+				seen[st.Ino] = rel
+			}
+		}
+		switch {
+		case fi.IsDir():
+			e.Type = tar.TypeDir
+		case fi.Mode()&os.ModeSymlink != 0:
+			e.Type = tar.TypeSymlink
+			if e.Link, err = os.Readlink(p); err != nil {
+				return nil, err
+			}
+		case fi.Mode().IsRegular():
+			if e.Body, err = os.ReadFile(p); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("%s: unsupported file type %s", p, fi.Mode().Type())
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }

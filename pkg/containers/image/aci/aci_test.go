@@ -7,6 +7,7 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -377,6 +379,63 @@ func TestStoreUnpack(t *testing.T) {
 	for _, name := range []string{"manifest", "rootfs"} {
 		if _, err := os.Lstat(filepath.Join(root, name)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s in the unpacked layer: %v", name, err)
+		}
+	}
+}
+
+// TestServerACI: the test server's ACI (for the e2e tests) is a valid appc
+// image whose config mirrors the OCI image's, and unpacks to the same
+// files, owners and links.
+func TestServerACI(t *testing.T) {
+	im := testimage.Build(t, "")
+	file := testimage.ServerACI(t, im, testimage.ACIGzip)
+	testimage.ValidateACI(t, file)
+	store, err := image.Open(t.TempDir(), image.WithSource(image.TransportACI, aci.NewSource))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := store.Get(context.Background(), "aci:"+file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := image.Config{
+		User:         "0:0",
+		Env:          []string{fmt.Sprintf("PORT=%d", testimage.Port), "PATH=/bin"},
+		Entrypoint:   []string{testimage.Entrypoint},
+		WorkingDir:   "/",
+		ExposedPorts: []string{fmt.Sprintf("%d/tcp", testimage.Port)},
+		Volumes:      []string{"/data"},
+		Labels:       map[string]string{"org.photon-init.test": "httpserver"},
+	}
+	if !reflect.DeepEqual(img.Config, want) {
+		t.Errorf("config = %+v, want %+v", img.Config, want)
+	}
+	root := img.Layers[0]
+	server, err := os.ReadFile(im.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(root, testimage.Entrypoint)); err != nil || !bytes.Equal(got, server) {
+		t.Errorf("%s differs from the server binary (%v)", testimage.Entrypoint, err)
+	}
+	a, errA := os.Stat(filepath.Join(root, testimage.Entrypoint))
+	b, errB := os.Stat(filepath.Join(root, testimage.HardlinkFile))
+	if errA != nil || errB != nil || !os.SameFile(a, b) || a.Mode().Perm() != 0o755 {
+		t.Errorf("%s: not an executable hard link of %s (%v, %v)", testimage.HardlinkFile, testimage.Entrypoint, errA, errB)
+	}
+	if target, err := os.Readlink(filepath.Join(root, testimage.SymlinkFile)); err != nil || target != filepath.Base(testimage.Entrypoint) {
+		t.Errorf("%s -> %q (%v)", testimage.SymlinkFile, target, err)
+	}
+	if fi, err := os.Stat(filepath.Join(root, "tmp")); err != nil || fi.Mode()&os.ModeSticky == 0 {
+		t.Errorf("/tmp is not sticky (%v)", err)
+	}
+	if os.Geteuid() == 0 {
+		fi, err := os.Stat(filepath.Join(root, testimage.OwnedFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != testimage.OwnedUID || st.Gid != testimage.OwnedGID {
+			t.Errorf("%s is not owned by %d:%d", testimage.OwnedFile, testimage.OwnedUID, testimage.OwnedGID)
 		}
 	}
 }

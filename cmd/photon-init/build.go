@@ -13,16 +13,31 @@ import (
 	"syscall"
 
 	"github.com/photon-init/photon-init/pkg/containers/image"
+	"github.com/photon-init/photon-init/pkg/containers/image/aci"
 	"github.com/photon-init/photon-init/pkg/containers/image/preload"
+	"github.com/photon-init/photon-init/pkg/containers/image/registry"
 	"github.com/photon-init/photon-init/pkg/initramfs"
 )
 
 // imageSources are the image sources beyond the built-in local ones
 // (oci:, oci-archive:, docker-archive:) that "build --image" resolves
-// through: packages registry and aci register here (image.WithSource) once
-// they exist.
-func imageSources() []image.Option {
-	return nil
+// through: registry references, with the builder's Docker credentials
+// ($DOCKER_CONFIG/config.json or ~/.docker/config.json; none means
+// anonymous pulls), and aci: images.
+func imageSources(insecure []string) ([]image.Option, error) {
+	auth := filepath.Join(os.Getenv("DOCKER_CONFIG"), "config.json")
+	if os.Getenv("DOCKER_CONFIG") == "" {
+		home, _ := os.UserHomeDir()
+		auth = filepath.Join(home, ".docker", "config.json")
+	}
+	pull, err := registry.NewSource(registry.Options{AuthFile: auth, Insecure: insecure})
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	return []image.Option{
+		image.WithSource(image.TransportRegistry, pull),
+		image.WithSource(image.TransportACI, aci.NewSource),
+	}, nil
 }
 
 // cmdBuild is "photon-init build": it assembles a bootable initramfs.
@@ -57,14 +72,16 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		extra      listFlag
 		overlays   listFlag
 		images     listFlag
+		insecure   listFlag
 	)
 	fs.Var(&extra, "module", "also include module `NAME` or alias (repeatable, or comma-separated)")
 	fs.Var(&overlays, "overlay", "copy `DIR` into the root (repeatable; later ones win)")
+	fs.Var(&insecure, "insecure-registry", "reach registry `HOST[:PORT]` over plain HTTP for --image (repeatable)")
 	fs.Var(&images, "image", "preload image `[NAME=]REF`, unpacked into the image store, recorded as NAME (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage: photon-init build -o FILE [--modules DIR] [--module NAME]... [--no-default-modules]
                          [--overlay DIR]... [--compress none|gzip|lz4|zstd] [--init FILE]
-                         [--image [NAME=]REF]... [--image-store DIR]
+                         [--image [NAME=]REF]... [--image-store DIR] [--insecure-registry HOST]...
 
 Assembles a bootable initramfs (newc cpio): this binary (or --init) as /init,
 /dev/console and the API mount points, the kernel modules a VM needs from
@@ -136,7 +153,12 @@ flags:
 		}
 		defer os.RemoveAll(spool)
 		// The store only resolves references here; its root is scratch.
-		store, err := image.Open(filepath.Join(spool, "store"), imageSources()...)
+		sources, err := imageSources(insecure)
+		if err != nil {
+			fmt.Fprintf(stderr, "photon-init build: %v\n", err)
+			return 1
+		}
+		store, err := image.Open(filepath.Join(spool, "store"), sources...)
 		if err != nil {
 			fmt.Fprintf(stderr, "photon-init build: %v\n", err)
 			return 1

@@ -215,7 +215,10 @@ func TestGetReuses(t *testing.T) {
 		"a": {Digest: "sha256:aaaa", Layers: []Layer{memLayer(sharedBlob, shared, &opens), memLayer(onlyA, onlyA, &opens)}},
 		"b": {Digest: "sha256:bbbb", Layers: []Layer{memLayer(sharedBlob, shared, &opens), memLayer(gzipBytes(t, onlyB), onlyB, &opens)}},
 	}}
+	// Two Stores on one root stand for two processes: only flock keeps
+	// them from unpacking a layer twice.
 	s := openStore(t, filepath.Join(dir, "store"), WithSource(TransportOCI, mem.fn))
+	s2 := openStore(t, filepath.Join(dir, "store"), WithSource(TransportOCI, mem.fn))
 	ctx := context.Background()
 
 	var wg sync.WaitGroup
@@ -223,7 +226,7 @@ func TestGetReuses(t *testing.T) {
 	for i := range 16 {
 		wg.Go(func() {
 			ref := []string{"oci:a", "oci:b"}[i%2]
-			if _, err := s.Get(ctx, ref); err != nil {
+			if _, err := []*Store{s, s2}[i/2%2].Get(ctx, ref); err != nil {
 				errs <- err
 			}
 		})

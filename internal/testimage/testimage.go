@@ -101,10 +101,12 @@ type Images struct {
 }
 
 // Refs return the references of the images for image.ParseReference.
-func (im *Images) OCIRef() string           { return "oci:" + im.OCILayout + ":" + Tag }
-func (im *Images) OCIMultiRef() string      { return "oci:" + im.OCILayout + ":" + MultiTag }
-func (im *Images) OCIArchiveRef() string    { return "oci-archive:" + im.OCIArchive + ":" + Tag }
-func (im *Images) DockerArchiveRef() string { return "docker-archive:" + im.DockerArchive + ":" + DockerName }
+func (im *Images) OCIRef() string        { return "oci:" + im.OCILayout + ":" + Tag }
+func (im *Images) OCIMultiRef() string   { return "oci:" + im.OCILayout + ":" + MultiTag }
+func (im *Images) OCIArchiveRef() string { return "oci-archive:" + im.OCIArchive + ":" + Tag }
+func (im *Images) DockerArchiveRef() string {
+	return "docker-archive:" + im.DockerArchive + ":" + DockerName
+}
 func (im *Images) DockerArchiveOCIRef() string {
 	return "docker-archive:" + im.DockerArchiveOCI + ":" + DockerName
 }
@@ -337,15 +339,15 @@ func writeFiles(dir string, files map[string]string) error {
 func makeRootfs(im *Images) error {
 	rel := func(p string) string { return strings.TrimPrefix(p, "/") }
 	if err := writeFiles(im.Rootfs, map[string]string{
-		rel(WhitedOut):           "old\n",
-		rel(Kept):                "keep\n",
-		rel(OpaqueOld):           "a\n",
-		"opq/b.txt":              "b\n",
-		rel(OwnedFile):           "owned\n",
-		"etc/photon-test-image":  "httpserver\n",
-		"etc/passwd":             "root:x:0:0:root:/root:/bin/httpserver\napp:x:1000:1000:app:/home/app:/bin/httpserver\n",
-		"etc/group":              "root:x:0:\napp:x:1000:\n",
-		"tmp/.keep":              "",
+		rel(WhitedOut):          "old\n",
+		rel(Kept):               "keep\n",
+		rel(OpaqueOld):          "a\n",
+		"opq/b.txt":             "b\n",
+		rel(OwnedFile):          "owned\n",
+		"etc/photon-test-image": "httpserver\n",
+		"etc/passwd":            "root:x:0:0:root:/root:/bin/httpserver\napp:x:1000:1000:app:/home/app:/bin/httpserver\n",
+		"etc/group":             "root:x:0:\napp:x:1000:\n",
+		"tmp/.keep":             "",
 	}); err != nil {
 		return err
 	}

@@ -100,16 +100,26 @@ type Images struct {
 	BaseLayers, MultiLayers int
 }
 
-// Refs return the references of the images for image.ParseReference.
-func (im *Images) OCIRef() string        { return "oci:" + im.OCILayout + ":" + Tag }
-func (im *Images) OCIMultiRef() string   { return "oci:" + im.OCILayout + ":" + MultiTag }
+// OCIRef is the single-layer image in the OCI layout.
+func (im *Images) OCIRef() string { return "oci:" + im.OCILayout + ":" + Tag }
+
+// OCIMultiRef is the multi-layer image (whiteout, opaque directory).
+func (im *Images) OCIMultiRef() string { return "oci:" + im.OCILayout + ":" + MultiTag }
+
+// OCIArchiveRef is the single-layer image in the oci-archive.
 func (im *Images) OCIArchiveRef() string { return "oci-archive:" + im.OCIArchive + ":" + Tag }
+
+// DockerArchiveRef is the image in skopeo's (legacy) docker-archive.
 func (im *Images) DockerArchiveRef() string {
 	return "docker-archive:" + im.DockerArchive + ":" + DockerName
 }
+
+// DockerArchiveOCIRef is the image in the Docker 25+ docker-archive form.
 func (im *Images) DockerArchiveOCIRef() string {
 	return "docker-archive:" + im.DockerArchiveOCI + ":" + DockerName
 }
+
+// RootfsRef is the base image's root filesystem as a rootfs: reference.
 func (im *Images) RootfsRef() string { return "rootfs:" + im.Rootfs }
 
 // builder version: bump when the images' contents change.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -69,7 +70,7 @@ func copyTree(src, dst string, opt copyOptions) error {
 	}
 	// Directory times last: writing inside a directory changes them.
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if st, ok := dirs[i].fi.Sys().(*unix.Stat_t); ok {
+		if st, ok := dirs[i].fi.Sys().(*syscall.Stat_t); ok {
 			_ = setTimes(root, dirs[i].rel, st)
 		}
 	}
@@ -78,7 +79,7 @@ func copyTree(src, dst string, opt copyOptions) error {
 
 // copyEntry copies one entry of the walk to rel in root.
 func copyEntry(root *os.Root, src, rel string, fi fs.FileInfo, opt copyOptions) error {
-	st, ok := fi.Sys().(*unix.Stat_t)
+	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return errors.New("no stat data")
 	}
@@ -138,7 +139,7 @@ func copyEntry(root *os.Root, src, rel string, fi fs.FileInfo, opt copyOptions) 
 
 // finish sets owner, mode (after the owner: chown clears set-id bits),
 // extended attributes and times.
-func finish(root *os.Root, src, rel string, st *unix.Stat_t, mode fs.FileMode, xattrs bool) error {
+func finish(root *os.Root, src, rel string, st *syscall.Stat_t, mode fs.FileMode, xattrs bool) error {
 	if err := root.Lchown(rel, int(st.Uid), int(st.Gid)); err != nil {
 		return err
 	}
@@ -157,7 +158,7 @@ func finish(root *os.Root, src, rel string, st *unix.Stat_t, mode fs.FileMode, x
 }
 
 // setTimes sets rel's access and modification times from st.
-func setTimes(root *os.Root, rel string, st *unix.Stat_t) error {
+func setTimes(root *os.Root, rel string, st *syscall.Stat_t) error {
 	return root.Chtimes(rel, time.Unix(st.Atim.Unix()), time.Unix(st.Mtim.Unix()))
 }
 

@@ -267,6 +267,11 @@ func (r *Runtime) prepareRootfs(m *manifest.Container, img *image.Image, l *layo
 	if err := os.Chmod(l.rootfs, 0o755); err != nil {
 		return "", err
 	}
+	// The overlay's root directory takes its mode and owner from the
+	// upper directory: give it those of the image's root.
+	if err := copyRootAttrs(img.Layers[len(img.Layers)-1], l.upper); err != nil {
+		return "", err
+	}
 	if mode == modeOverlay {
 		err := mountOverlay(img.Layers, l.upper, l.work, l.rootfs)
 		if err == nil {
@@ -291,6 +296,21 @@ func (r *Runtime) prepareRootfs(m *manifest.Container, img *image.Image, l *layo
 		}
 	}
 	return mode, writeMeta(l, inputs, mode)
+}
+
+// copyRootAttrs gives dst the mode and owner of the directory src.
+func copyRootAttrs(src, dst string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(src, &st); err != nil {
+		return fmt.Errorf("stat the image's root %s: %w", src, err)
+	}
+	if err := os.Chown(dst, int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("chown %s: %w", dst, err)
+	}
+	if err := unix.Chmod(dst, st.Mode&0o7777); err != nil {
+		return fmt.Errorf("chmod %s: %w", dst, err)
+	}
+	return nil
 }
 
 // flatten copies the layers, lowest first, into dst, applying overlayfs

@@ -6,7 +6,8 @@
 //	probe out A B...      print A, B, ... on stdout, one per line
 //	probe err A B...      print them on stderr
 //	probe partial TEXT    print TEXT without a newline
-//	probe sleep           block forever, handling no signal
+//	probe sleep           block forever (Go's runtime exits 2 on SIGTERM)
+//	probe ignore          block forever, ignoring SIGTERM and SIGINT
 //	probe trap            exit 0 when SIGTERM arrives
 //	probe write PATH DATA write DATA to PATH (exit 1 on failure)
 //	probe cat PATH...     print the files
@@ -50,7 +51,13 @@ func main() {
 		fmt.Print(args[0])
 	case "sleep":
 		fmt.Println("sleeping")
-		select {}
+		sleepForever()
+	case "ignore":
+		// As a C program without handlers is as PID 1: deaf to SIGTERM.
+		// (Go's runtime handles SIGTERM itself and exits with status 2.)
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
+		fmt.Println("ignoring")
+		sleepForever()
 	case "trap":
 		c := make(chan os.Signal, 1)
 		signal.Notify(c, syscall.SIGTERM)
@@ -83,7 +90,7 @@ func main() {
 			keep = append(keep, b)
 		}
 		fmt.Println("allocated", len(keep))
-		select {}
+		sleepForever()
 	case "fork":
 		n, _ := strconv.Atoi(args[0])
 		started := 0
@@ -99,6 +106,14 @@ func main() {
 	default:
 		fmt.Fprintln(os.Stderr, "probe: unknown command", os.Args[1])
 		os.Exit(2)
+	}
+}
+
+// sleepForever blocks without leaving the runtime nothing to run (a bare
+// select{} is a fatal deadlock).
+func sleepForever() {
+	for {
+		time.Sleep(time.Hour)
 	}
 }
 
@@ -137,7 +152,10 @@ func report() {
 	} else {
 		p("rootfs", "ro")
 	}
-	status, _ := os.ReadFile("/proc/self/status")
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		p("status", err)
+	}
 	for _, l := range strings.Split(string(status), "\n") {
 		k, v, ok := strings.Cut(l, ":")
 		if ok && (k == "CapEff" || k == "CapBnd" || k == "NoNewPrivs" || k == "Seccomp") {

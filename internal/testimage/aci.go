@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -325,7 +324,8 @@ var appcArchs = map[string]string{"amd64": "amd64", "arm64": "aarch64", "386": "
 // built once into im's directory; its reference is "aci:" + the path.
 func ServerACI(t testing.TB, im *Images, compression string) string {
 	t.Helper()
-	path := filepath.Join(im.Dir, "httpserver-"+compression+".aci")
+	// The name's version changes with the image's content.
+	path := filepath.Join(im.Dir, "httpserver-aci1-"+compression+".aci")
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
@@ -367,66 +367,62 @@ func ServerACI(t testing.TB, im *Images, compression string) string {
 	return path
 }
 
-// dirEntries lists the tree at dir as ACI rootfs entries, sorted, with
-// owners, modes, symbolic links and hard links (to the first name of an
-// inode, "rootfs/...").
+// dirEntries lists the tree at dir as ACI rootfs entries in lexical order
+// (WalkDir's), with owners, modes, symbolic links and hard links (to the
+// first name of an inode, "rootfs/...").
 func dirEntries(dir string) ([]ACIEntry, error) {
-	var names []string
-	if err := filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+	seen := map[uint64]string{}
+	var out []ACIEntry
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		e, err := dirEntry(dir, p, seen)
 		if err != nil {
 			return err
 		}
-		if p != dir {
-			names = append(names, p)
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	sort.Strings(names)
-	seen := map[uint64]string{}
-	var out []ACIEntry
-	for _, p := range names {
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return nil, err
-		}
-		rel = filepath.ToSlash(rel)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return nil, err
-		}
-		e := ACIEntry{Name: rel, Mode: int64(fi.Mode().Perm())}
-		if fi.Mode()&os.ModeSticky != 0 {
-			e.Mode |= 0o1000
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			e.UID, e.GID = int(st.Uid), int(st.Gid)
-			if fi.Mode().IsRegular() && st.Nlink > 1 {
-				if first, ok := seen[st.Ino]; ok {
-					e.Type, e.Link = tar.TypeLink, "rootfs/"+first
-					out = append(out, e)
-					continue
-				}
-				seen[st.Ino] = rel
-			}
-		}
-		switch {
-		case fi.IsDir():
-			e.Type = tar.TypeDir
-		case fi.Mode()&os.ModeSymlink != 0:
-			e.Type = tar.TypeSymlink
-			if e.Link, err = os.Readlink(p); err != nil {
-				return nil, err
-			}
-		case fi.Mode().IsRegular():
-			if e.Body, err = os.ReadFile(p); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, fmt.Errorf("%s: unsupported file type %s", p, fi.Mode().Type())
-		}
 		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// dirEntry describes the file at p below dir; seen maps the inodes of
+// files with several links to their first name.
+func dirEntry(dir, p string, seen map[uint64]string) (ACIEntry, error) {
+	rel, err := filepath.Rel(dir, p)
+	if err != nil {
+		return ACIEntry{}, err
 	}
-	return out, nil
+	rel = filepath.ToSlash(rel)
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return ACIEntry{}, err
+	}
+	e := ACIEntry{Name: rel, Mode: int64(fi.Mode().Perm())}
+	if fi.Mode()&os.ModeSticky != 0 {
+		e.Mode |= 0o1000
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		e.UID, e.GID = int(st.Uid), int(st.Gid)
+		if fi.Mode().IsRegular() && st.Nlink > 1 {
+			if first, ok := seen[st.Ino]; ok {
+				e.Type, e.Link = tar.TypeLink, "rootfs/"+first
+				return e, nil
+			}
+			seen[st.Ino] = rel
+		}
+	}
+	switch {
+	case fi.IsDir():
+		e.Type = tar.TypeDir
+	case fi.Mode()&os.ModeSymlink != 0:
+		e.Type = tar.TypeSymlink
+		e.Link, err = os.Readlink(p)
+	case fi.Mode().IsRegular():
+		e.Body, err = os.ReadFile(p)
+	default:
+		err = fmt.Errorf("%s: unsupported file type %s", p, fi.Mode().Type())
+	}
+	return e, err
 }

@@ -82,6 +82,31 @@ func fullManifest(t *testing.T) []byte {
 	})
 }
 
+// writeACI writes entries as an ACI, fails the test on error and returns
+// the uncompressed tar.
+func writeACI(t *testing.T, file, compression string, entries []testimage.ACIEntry) []byte {
+	t.Helper()
+	raw, err := testimage.WriteACI(file, compression, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// resolveACI resolves the ACI at file, failing the test on error.
+func resolveACI(t *testing.T, file string) *image.Resolved {
+	t.Helper()
+	src, err := aci.New(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := src.Resolve(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 var rootfs = []testimage.ACIEntry{
 	{Name: "bin", Type: tar.TypeDir},
 	{Name: "bin/server", Mode: 0o755, Body: []byte("#!/bin/sh\necho hi\n")},
@@ -107,20 +132,9 @@ func TestResolveCompressions(t *testing.T) {
 	for _, c := range testimage.ACICompressions {
 		t.Run(c, func(t *testing.T) {
 			file := filepath.Join(dir, "server-"+c+".aci")
-			raw, err := testimage.WriteACI(file, c, testimage.ACIEntries(fullManifest(t), rootfs...))
-			if err != nil {
-				t.Fatal(err)
-			}
+			raw := writeACI(t, file, c, testimage.ACIEntries(fullManifest(t), rootfs...))
 			testimage.ValidateACI(t, file)
-
-			src, err := aci.New(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := src.Resolve(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := resolveACI(t, file)
 			sum := sha512.Sum512(raw)
 			id := "sha512:" + hex.EncodeToString(sum[:])
 			if res.Digest != id {
@@ -156,18 +170,9 @@ func TestResolveCompressions(t *testing.T) {
 // TestNoApp: an image without an app section has an empty config.
 func TestNoApp(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "base.aci")
-	if _, err := testimage.WriteACI(file, testimage.ACIGzip, testimage.ACIEntries(testimage.ACIManifest(t, "base", nil, nil))); err != nil {
-		t.Fatal(err)
-	}
+	writeACI(t, file, testimage.ACIGzip, testimage.ACIEntries(testimage.ACIManifest(t, "base", nil, nil)))
 	testimage.ValidateACI(t, file)
-	src, err := aci.New(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := src.Resolve(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := resolveACI(t, file)
 	if !reflect.DeepEqual(res.Config, image.Config{}) {
 		t.Errorf("Config = %+v, want empty", res.Config)
 	}
@@ -252,9 +257,7 @@ func TestBadInput(t *testing.T) {
 				}
 			} else {
 				comp := testimage.ACICompressions[i%len(testimage.ACICompressions)]
-				if _, err := testimage.WriteACI(file, comp, tt.entries); err != nil {
-					t.Fatal(err)
-				}
+				writeACI(t, file, comp, tt.entries)
 			}
 			src, err := aci.New(file)
 			if err != nil {
@@ -288,9 +291,7 @@ func TestNewErrors(t *testing.T) {
 func TestNewSourcePlatform(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "a.aci")
 	m := testimage.ACIManifest(t, "a", nil, map[string]any{"labels": []map[string]string{{"name": "os", "value": "linux"}, {"name": "arch", "value": "aarch64"}}})
-	if _, err := testimage.WriteACI(file, testimage.ACIXz, testimage.ACIEntries(m)); err != nil {
-		t.Fatal(err)
-	}
+	writeACI(t, file, testimage.ACIXz, testimage.ACIEntries(m))
 	ref, err := image.ParseReference("aci:" + file)
 	if err != nil {
 		t.Fatal(err)
@@ -313,9 +314,7 @@ func TestNewSourcePlatform(t *testing.T) {
 func TestCancel(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "big.aci")
 	big := testimage.ACIEntry{Name: "big", Body: bytes.Repeat([]byte{7}, 4<<20)}
-	if _, err := testimage.WriteACI(file, testimage.ACIGzip, testimage.ACIEntries(testimage.ACIManifest(t, "big", nil, nil), big)); err != nil {
-		t.Fatal(err)
-	}
+	writeACI(t, file, testimage.ACIGzip, testimage.ACIEntries(testimage.ACIManifest(t, "big", nil, nil), big))
 	src, err := aci.New(file)
 	if err != nil {
 		t.Fatal(err)
@@ -349,9 +348,7 @@ func TestCancel(t *testing.T) {
 func TestStoreUnpack(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "server.aci")
-	if _, err := testimage.WriteACI(file, testimage.ACIXz, testimage.ACIEntries(fullManifest(t), rootfs...)); err != nil {
-		t.Fatal(err)
-	}
+	writeACI(t, file, testimage.ACIXz, testimage.ACIEntries(fullManifest(t), rootfs...))
 	store, err := image.Open(filepath.Join(dir, "store"), image.WithSource(image.TransportACI, aci.NewSource))
 	if err != nil {
 		t.Fatal(err)

@@ -106,6 +106,25 @@ func checkServerImage(t *testing.T, res *image.Resolved, layerType string) {
 	readLayer(t, l)
 }
 
+// checkPull checks a pull's outcome: the test image with digest when want
+// is "", else an error containing want.
+func checkPull(t *testing.T, res *image.Resolved, err error, digest, want string) {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Fatal(err)
+	case want == "":
+		if res.Digest != digest {
+			t.Errorf("Digest = %s, want %s", res.Digest, digest)
+		}
+		checkServerImage(t, res, ociLayer)
+	case err == nil || !strings.Contains(err.Error(), want):
+		t.Errorf("pull: %v, want an error containing %q", err, want)
+	default:
+		t.Logf("error: %v", err)
+	}
+}
+
 const (
 	ociLayer    = "application/vnd.oci.image.layer.v1.tar+gzip"
 	dockerLayer = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -388,19 +407,7 @@ func TestRegistry(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				res, err := resolveErr(ref, tt.opts)
-				switch {
-				case tt.want == "" && err != nil:
-					t.Fatal(err)
-				case tt.want == "":
-					if res.Digest != digest {
-						t.Errorf("Digest = %s, want %s", res.Digest, digest)
-					}
-					checkServerImage(t, res, ociLayer)
-				case err == nil || !strings.Contains(err.Error(), tt.want):
-					t.Errorf("pull: %v, want an error containing %q", err, tt.want)
-				default:
-					t.Logf("error: %v", err)
-				}
+				checkPull(t, res, err, digest, tt.want)
 			})
 		}
 	})
@@ -426,21 +433,9 @@ func TestRegistry(t *testing.T) {
 				}
 				before := reg.TokensIssued.Load()
 				res, err := resolveErr(ref, registry.Options{RootCAs: reg.CA, AuthFile: auth})
-				switch {
-				case tt.want == "" && err != nil:
-					t.Fatal(err)
-				case tt.want == "":
-					if res.Digest != digest {
-						t.Errorf("Digest = %s, want %s", res.Digest, digest)
-					}
-					if reg.TokensIssued.Load() == before {
-						t.Error("no bearer token was issued")
-					}
-					checkServerImage(t, res, ociLayer)
-				case err == nil || !strings.Contains(err.Error(), tt.want):
-					t.Errorf("pull: %v, want an error containing %q", err, tt.want)
-				default:
-					t.Logf("error: %v", err)
+				checkPull(t, res, err, digest, tt.want)
+				if tt.want == "" && reg.TokensIssued.Load() == before {
+					t.Error("no bearer token was issued")
 				}
 			})
 		}

@@ -155,26 +155,9 @@ func (s *source) resolve(ctx context.Context) (*image.Resolved, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The registry and the path are taken apart as distribution/reference
-	// (Docker) does, not re-parsed.
-	domain := reference.Domain(s.named)
-	var nameOpts []name.Option
-	if s.insecure.allows(domain) {
-		nameOpts = append(nameOpts, name.Insecure)
-	}
-	reg, err := name.NewRegistry(domain, nameOpts...)
+	repo, ref, err := s.remoteRef()
 	if err != nil {
 		return nil, err
-	}
-	repo := reg.Repo(reference.Path(s.named))
-	var ref name.Reference
-	switch r := s.named.(type) {
-	case reference.Digested:
-		ref = repo.Digest(r.Digest().String())
-	case reference.Tagged:
-		ref = repo.Tag(r.Tag())
-	default:
-		ref = repo.Tag("latest")
 	}
 	p, err := remote.NewPuller(remote.WithTransport(s.transport), remote.WithAuthFromKeychain(creds), remote.WithUserAgent(userAgent))
 	if err != nil {
@@ -205,6 +188,29 @@ func (s *source) resolve(ctx context.Context) (*image.Resolved, error) {
 		}
 	}
 	return res, nil
+}
+
+// remoteRef is the reference in go-containerregistry's terms. The registry
+// and the path are taken apart as distribution/reference (Docker) does, not
+// parsed again; a registry listed as insecure may be reached over HTTP.
+func (s *source) remoteRef() (name.Repository, name.Reference, error) {
+	domain := reference.Domain(s.named)
+	var opts []name.Option
+	if s.insecure.allows(domain) {
+		opts = append(opts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(domain, opts...)
+	if err != nil {
+		return name.Repository{}, nil, err
+	}
+	repo := reg.Repo(reference.Path(s.named))
+	switch r := s.named.(type) {
+	case reference.Digested:
+		return repo, repo.Digest(r.Digest().String()), nil
+	case reference.Tagged:
+		return repo, repo.Tag(r.Tag()), nil
+	}
+	return repo, repo.Tag("latest"), nil
 }
 
 // opener fetches the manifests and blobs of repo: root's bytes are those

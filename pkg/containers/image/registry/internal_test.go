@@ -179,3 +179,36 @@ func TestHTTPSOnly(t *testing.T) {
 		t.Errorf("requests passed on: %v, want the two allowed", passed)
 	}
 }
+
+func TestRemoteRef(t *testing.T) {
+	for _, tt := range []struct {
+		ref, insecure string
+		want, scheme  string
+	}{
+		{"alpine", "", "index.docker.io/library/alpine:latest", "https"},
+		{"x:tag", "", "index.docker.io/library/x:tag", "https"},
+		{"docker.io/library/x:tag", "", "index.docker.io/library/x:tag", "https"},
+		{"docker://user/app:2", "", "index.docker.io/user/app:2", "https"},
+		{"reg.example:5000/app:1.0", "reg.example:5000", "reg.example:5000/app:1.0", "http"},
+		{"reg.example:5000/team/app@sha256:" + strings.Repeat("a", 64), "reg.example", "reg.example:5000/team/app@sha256:" + strings.Repeat("a", 64), "http"},
+		{"app:1@sha256:" + strings.Repeat("b", 64), "", "index.docker.io/library/app@sha256:" + strings.Repeat("b", 64), "https"},
+		{"localhost:5000/app:1", "", "localhost:5000/app:1", "http"}, // go-containerregistry tries HTTP after HTTPS here; httpsOnly refuses it
+		{"Mirror/app:1", "", "Mirror/app:1", "https"},                // a component with capitals is a registry to Docker
+	} {
+		insecure := []string{}
+		if tt.insecure != "" {
+			insecure = append(insecure, tt.insecure)
+		}
+		src, err := New(tt.ref, Options{Insecure: insecure})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.ref, err)
+		}
+		_, ref, err := src.(*source).remoteRef()
+		if err != nil {
+			t.Fatalf("%s: %v", tt.ref, err)
+		}
+		if ref.Name() != tt.want || ref.Context().Scheme() != tt.scheme {
+			t.Errorf("%s: %s over %s, want %s over %s", tt.ref, ref.Name(), ref.Context().Scheme(), tt.want, tt.scheme)
+		}
+	}
+}

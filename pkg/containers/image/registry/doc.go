@@ -12,7 +12,8 @@
 // Layers are not fetched until the store opens them; the store verifies
 // their digests as it unpacks.
 //
-// Transport: HTTPS by default, with the system's roots or Options.RootCAs.
+// Transport: HTTPS by default, trusting the system's roots and
+// Options.CACerts.
 // Plain HTTP only to the hosts in Options.Insecure (init.yaml's
 // registries.insecure): every request photon-init makes for a pull, the
 // token service's and redirects' included, goes through a check that

@@ -44,9 +44,10 @@ type Options struct {
 	// AuthFile holds the credentials, in Docker's config.json format;
 	// "" means DefaultAuthFile. A missing file means anonymous pulls.
 	AuthFile string
-	// RootCAs are the certificate authorities trusted for HTTPS; nil
-	// means the system's.
-	RootCAs *x509.CertPool
+	// CACerts are PEM certificates of authorities trusted for HTTPS in
+	// addition to the system's (a registry with a private CA or a
+	// self-signed certificate).
+	CACerts []byte
 	// Platform is the one chosen from multi-platform images; the zero
 	// value means image.DefaultPlatform(). NewSource's sources take the
 	// store's platform instead.
@@ -73,10 +74,19 @@ func newPuller(opts Options) (*puller, error) {
 	if err != nil {
 		return nil, err
 	}
+	var roots *x509.CertPool // nil: the system's
+	if len(opts.CACerts) > 0 {
+		if roots, err = x509.SystemCertPool(); err != nil {
+			roots = x509.NewCertPool()
+		}
+		if !roots.AppendCertsFromPEM(opts.CACerts) {
+			return nil, errors.New("registry CA certificates: no PEM certificate found")
+		}
+	}
 	p := &puller{
 		authFile:  opts.AuthFile,
 		insecure:  insecure,
-		transport: newTransport(opts.RootCAs, insecure),
+		transport: newTransport(roots, insecure),
 		timeout:   opts.Timeout,
 		stall:     opts.StallTimeout,
 	}

@@ -106,6 +106,16 @@ func checkServerImage(t *testing.T, res *image.Resolved, layerType string) {
 	readLayer(t, l)
 }
 
+// caPEM is the registry's CA certificate in PEM.
+func caPEM(t *testing.T, reg *testimage.Registry) []byte {
+	t.Helper()
+	data, err := os.ReadFile(reg.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 // checkPull checks a pull's outcome: the test image with digest when want
 // is "", else an error containing want.
 func checkPull(t *testing.T, res *image.Resolved, err error, digest, want string) {
@@ -399,11 +409,12 @@ func TestRegistry(t *testing.T) {
 			opts registry.Options
 			want string // "" for success
 		}{
-			{"auth", registry.Options{RootCAs: reg.CA, AuthFile: good}, ""},
-			{"username and password under a URL", registry.Options{RootCAs: reg.CA, AuthFile: asURL}, ""},
-			{"no credentials", registry.Options{RootCAs: reg.CA, AuthFile: noAuth(t)}, "(HTTP 401) (credentials for " + reg.Host + " are read from "},
-			{"wrong password", registry.Options{RootCAs: reg.CA, AuthFile: wrong}, "(HTTP 401)"},
+			{"auth", registry.Options{CACerts: caPEM(t, reg), AuthFile: good}, ""},
+			{"username and password under a URL", registry.Options{CACerts: caPEM(t, reg), AuthFile: asURL}, ""},
+			{"no credentials", registry.Options{CACerts: caPEM(t, reg), AuthFile: noAuth(t)}, "(HTTP 401) (credentials for " + reg.Host + " are read from "},
+			{"wrong password", registry.Options{CACerts: caPEM(t, reg), AuthFile: wrong}, "(HTTP 401)"},
 			{"unknown CA", registry.Options{AuthFile: good}, "certificate signed by unknown authority"},
+			{"not a certificate", registry.Options{AuthFile: good, CACerts: []byte("junk")}, "no PEM certificate found"},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				res, err := resolveErr(ref, tt.opts)
@@ -432,7 +443,7 @@ func TestRegistry(t *testing.T) {
 					auth = testimage.AuthFile(t, map[string]map[string]string{reg.Host: tt.entry})
 				}
 				before := reg.TokensIssued.Load()
-				res, err := resolveErr(ref, registry.Options{RootCAs: reg.CA, AuthFile: auth})
+				res, err := resolveErr(ref, registry.Options{CACerts: caPEM(t, reg), AuthFile: auth})
 				checkPull(t, res, err, digest, tt.want)
 				if tt.want == "" && reg.TokensIssued.Load() == before {
 					t.Error("no bearer token was issued")

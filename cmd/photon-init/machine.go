@@ -12,6 +12,9 @@ import (
 
 	"github.com/photon-init/photon-init/pkg/boot"
 	"github.com/photon-init/photon-init/pkg/boot/kmod"
+	"github.com/photon-init/photon-init/pkg/config"
+	"github.com/photon-init/photon-init/pkg/containers/engine"
+	"github.com/photon-init/photon-init/pkg/containers/manifest"
 )
 
 // machineOptions wires the packages that the boot sequence drives.
@@ -22,6 +25,7 @@ func machineOptions(sandbox bool, configPath string) boot.Options {
 		Sandbox:     sandbox,
 		ConfigPath:  configPath,
 		LoadModules: loadModules,
+		Workload:    containerWorkload{engine.New(engine.PathsUnder("/"))},
 	}
 }
 
@@ -42,6 +46,10 @@ func loadModules(ctx context.Context, log *slog.Logger, declared []string) error
 			return nil
 		}
 		return err
+	}
+	if hasManifests(config.DefaultContainersDir) {
+		// Containers' root filesystems are overlays.
+		declared = append(declared, "overlay")
 	}
 	l := kmod.NewLoader(ix, log)
 	var results []kmod.Result
@@ -65,4 +73,18 @@ func loadModules(ctx context.Context, log *slog.Logger, declared []string) error
 		errs = append(errs, coldErr)
 	}
 	return errors.Join(errs...)
+}
+
+// hasManifests reports whether dir holds at least one container manifest.
+func hasManifests(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if manifest.IsManifestName(e.Name()) {
+			return true
+		}
+	}
+	return false
 }

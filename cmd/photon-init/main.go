@@ -4,6 +4,7 @@
 //
 //	PID 1, or "photon-init boot"   boots the machine, then supervises
 //	"photon-init init"             libcontainer's container-init re-exec
+//	"photon-init run --root DIR"   runs the containers of DIR on a host with an init
 //	"photon-init build ..."        assembles a bootable initramfs
 //	"photon-init validate PATH..." checks init.yaml and container manifests offline
 //	"photon-init version"          prints the version
@@ -25,6 +26,12 @@ func main() {
 // run dispatches on the role and returns the process exit status. As PID 1
 // it never returns.
 func run(args []string) int {
+	// libcontainer's re-exec comes first: the container's init process is
+	// PID 1 of the container's PID namespace, and must not boot a machine.
+	if len(args) > 1 && args[1] == "init" && os.Getenv("_LIBCONTAINER_INITPIPE") != "" {
+		containerInit()
+		return 1 // containerInit only returns on failure.
+	}
 	if os.Getpid() == 1 {
 		runPID1(args)
 		// runPID1 does not return; this is only reached if it ever did.
@@ -45,6 +52,8 @@ func run(args []string) int {
 	case "init":
 		containerInit()
 		return 1 // containerInit only returns on failure.
+	case "run":
+		return cmdRun(args[2:])
 	case "build":
 		return cmdBuild(args[2:])
 	case "validate":
@@ -67,6 +76,7 @@ func usage(w *os.File) {
 
 commands:
   boot [--force]      boot the machine (the default as PID 1)
+  run --root DIR      run the containers of DIR/etc/photon/containers on this host
   build -o FILE ...   assemble a bootable initramfs (photon-init build -h)
   validate PATH...    check init.yaml, container manifests or a manifest directory offline
   version             print the version

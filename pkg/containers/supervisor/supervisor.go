@@ -87,10 +87,10 @@ const (
 	StateWaiting   State = "waiting"   // for its dependencies
 	StatePreparing State = "preparing" // getting its image, creating it
 	StateRunning   State = "running"
-	StateExited    State = "exited"  // its process ended by itself
-	StateFailed    State = "failed"  // it could not be prepared or started
+	StateExited    State = "exited"   // its process ended by itself
+	StateFailed    State = "failed"   // it could not be prepared or started
 	StateStopping  State = "stopping" // asked to stop
-	StateStopped   State = "stopped" // stopped on request
+	StateStopped   State = "stopped"  // stopped on request
 )
 
 // Status is a snapshot of one container.

@@ -49,6 +49,10 @@ type BuildOptions struct {
 	ExtraModules []string
 	// NoDefaultModules passes --no-default-modules.
 	NoDefaultModules bool
+	// Images are preloaded with --image ([NAME=]REF).
+	Images []string
+	// InsecureRegistries are passed with --insecure-registry.
+	InsecureRegistries []string
 }
 
 // PhotonBinary returns the path of the photon-init binary that "make
@@ -81,6 +85,12 @@ func BuildInitramfs(ctx context.Context, host *Host, opts BuildOptions) error {
 	}
 	if opts.NoDefaultModules {
 		args = append(args, "--no-default-modules")
+	}
+	for _, im := range opts.Images {
+		args = append(args, "--image", im)
+	}
+	for _, r := range opts.InsecureRegistries {
+		args = append(args, "--insecure-registry", r)
 	}
 	cmd := exec.CommandContext(ctx, opts.Binary, args...)
 	out, err := cmd.CombinedOutput()

@@ -10,6 +10,8 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+
+	"github.com/photon-init/photon-init/pkg/net/ipconfig"
 )
 
 // Lease is a bound DHCPv4 lease and what came with it.
@@ -126,7 +128,7 @@ func newLease(ifname string, raw *nclient4.Lease, now time.Time) (*Lease, error)
 		bits, _ = mask.Size()
 	}
 	if bits == 0 || bits > 32 {
-		bits = classful(ip)
+		bits = ipconfig.ClassfulBits(ip)
 	}
 	l := &Lease{
 		Interface: ifname,
@@ -207,16 +209,4 @@ func addrOf(ip net.IP) netip.Addr {
 		return netip.Addr{}
 	}
 	return a
-}
-
-// classful is the historical netmask of an address, used when a server
-// sends no subnet mask.
-func classful(a netip.Addr) int {
-	switch b := a.As4()[0]; {
-	case b < 128:
-		return 8
-	case b < 192:
-		return 16
-	}
-	return 24
 }

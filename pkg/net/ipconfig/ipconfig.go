@@ -162,7 +162,7 @@ func parseFields(f []string) (Param, error) {
 	switch {
 	case client.IsValid() && !explicitDHCP:
 		if bits < 0 {
-			bits = classfulBits(client)
+			bits = ClassfulBits(client)
 		}
 		p.Method = Static
 		p.Address = netip.PrefixFrom(client, bits)
@@ -228,8 +228,10 @@ func parseNetmask(s string) (int, error) {
 	return ones, nil
 }
 
-// classfulBits is the kernel's default netmask for an address.
-func classfulBits(a netip.Addr) int {
+// ClassfulBits is the historical (classful) prefix length of an IPv4
+// address: the kernel's default netmask, and a DHCP client's when a server
+// sends none.
+func ClassfulBits(a netip.Addr) int {
 	switch b := a.As4()[0]; {
 	case b < 128:
 		return 8

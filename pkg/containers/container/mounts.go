@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
@@ -27,10 +28,21 @@ func defaultMounts(privileged bool) []specs.Mount {
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", sysMode}},
-		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", sysMode}},
+		{Destination: "/sys/fs/cgroup", Type: cgroupMountType(), Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", sysMode}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 	}
+}
+
+// cgroupMountType is the type of the /sys/fs/cgroup mount: "cgroup2" on
+// a cgroup v2 machine, where the container (in its own cgroup namespace)
+// gets a cgroup2 mount of its own cgroup, and runc's "cgroup" on a v1
+// machine, where runc builds a tmpfs with one mount per hierarchy.
+func cgroupMountType() string {
+	if cgroups.IsCgroup2UnifiedMode() {
+		return "cgroup2"
+	}
+	return "cgroup"
 }
 
 // bindOptions are the options of a bind mount: recursive, private, and

@@ -121,7 +121,8 @@ type testEnv struct {
 // in the parent) and gives the child a Runtime under a temporary
 // directory, with its own reaper and a test cgroup parent that is removed
 // afterwards.
-func rootEnv(t *testing.T) *testEnv {
+// before, if given, runs in the child before the Runtime is made.
+func rootEnv(t *testing.T, before ...func(t *testing.T)) *testEnv {
 	t.Helper()
 	probe := probeBinary(t)
 	if !nstest.Run(t, unix.CLONE_NEWNS|unix.CLONE_NEWPID) {
@@ -130,6 +131,9 @@ func rootEnv(t *testing.T) *testEnv {
 	nstest.Private(t)
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		t.Fatalf("mount /proc: %v", err)
+	}
+	for _, f := range before {
+		f(t)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := reaper.New(reaper.Options{Subreaper: true})

@@ -2,6 +2,7 @@ package container
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -64,16 +65,38 @@ var ReadonlyPaths = []string{
 // containers get Docker's default seccomp profile.
 const SeccompEnabled = libseccomp.Enabled
 
-// allCapabilities lists the capabilities of the running kernel (of the
-// library when the kernel cannot be asked), in "CAP_X" form.
+// allCapabilities lists the capabilities a privileged container gets:
+// those of the running kernel that photon-init itself holds in its
+// bounding set (a container cannot get more), in "CAP_X" form.
 func allCapabilities() []string {
 	caps, err := capability.ListSupported()
 	if err != nil {
 		caps = capability.ListKnown()
 	}
+	own, err := capability.NewPid2(0)
+	if err == nil {
+		err = own.Load()
+	}
 	out := make([]string, 0, len(caps))
 	for _, c := range caps {
+		if err == nil && !own.Get(capability.BOUNDING, c) {
+			continue
+		}
 		out = append(out, "CAP_"+strings.ToUpper(c.String()))
+	}
+	return out
+}
+
+// presentPaths keeps the paths that exist on the running kernel: runc
+// skips a masked or read-only path that does not exist, so the spec lists
+// only what is applied (and runtimetest, which stops at a missing
+// read-only path, can check the rest).
+func presentPaths(paths []string) []string {
+	out := make([]string, 0, len(paths))
+	for _, p := range paths {
+		if _, err := os.Lstat(p); err == nil {
+			out = append(out, p)
+		}
 	}
 	return out
 }
@@ -136,9 +159,14 @@ func capabilities(m *manifest.Container) ([]string, error) {
 	return caps, nil
 }
 
-// linuxCapabilities gives the process caps in the bounding, permitted and
-// effective sets; none inheritable or ambient (Docker since 20.10).
-func linuxCapabilities(caps []string) *specs.LinuxCapabilities {
+// linuxCapabilities gives a root process caps in its bounding, permitted
+// and effective sets, and a process of another user only the bounding
+// set, as Docker does: execve(2) clears the others for a non-root user
+// anyway. None are inheritable or ambient (Docker since 20.10).
+func linuxCapabilities(caps []string, uid uint32) *specs.LinuxCapabilities {
+	if uid != 0 {
+		return &specs.LinuxCapabilities{Bounding: slices.Clone(caps)}
+	}
 	return &specs.LinuxCapabilities{
 		Bounding:  slices.Clone(caps),
 		Permitted: slices.Clone(caps),

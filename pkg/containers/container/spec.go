@@ -6,7 +6,6 @@ import (
 	"maps"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -175,7 +174,7 @@ func buildSpec(m *manifest.Container, img *image.Image, l *layout, cgroupParent 
 			Args:            argv,
 			Env:             environment(m, cfg, hostname, u.Home),
 			Cwd:             cwd,
-			Capabilities:    linuxCapabilities(caps),
+			Capabilities:    linuxCapabilities(caps, uint32(u.Uid)),
 			Rlimits:         rl,
 			NoNewPrivileges: !m.Privileged,
 		},
@@ -196,8 +195,8 @@ func buildSpec(m *manifest.Container, img *image.Image, l *layout, cgroupParent 
 		},
 	}
 	if !m.Privileged {
-		spec.Linux.MaskedPaths = slices.Clone(MaskedPaths)
-		spec.Linux.ReadonlyPaths = slices.Clone(ReadonlyPaths)
+		spec.Linux.MaskedPaths = presentPaths(MaskedPaths)
+		spec.Linux.ReadonlyPaths = presentPaths(ReadonlyPaths)
 	}
 	if spec.Linux.Seccomp, err = seccompProfile(spec, m.Privileged); err != nil {
 		return nil, err

@@ -308,7 +308,8 @@ func TestSecurityDefaults(t *testing.T) {
 		!slices.Equal(caps.Permitted, DefaultCapabilities) || len(caps.Inheritable) != 0 || len(caps.Ambient) != 0 {
 		t.Errorf("capabilities %+v", caps)
 	}
-	if !slices.Equal(s.Linux.MaskedPaths, MaskedPaths) || !slices.Equal(s.Linux.ReadonlyPaths, ReadonlyPaths) {
+	if !slices.Equal(s.Linux.MaskedPaths, presentPaths(MaskedPaths)) || !slices.Equal(s.Linux.ReadonlyPaths, presentPaths(ReadonlyPaths)) ||
+		!slices.Contains(s.Linux.ReadonlyPaths, "/proc/sys") {
 		t.Errorf("masked %v readonly %v", s.Linux.MaskedPaths, s.Linux.ReadonlyPaths)
 	}
 	var ns []specs.LinuxNamespaceType
@@ -489,7 +490,7 @@ func TestMounts(t *testing.T) {
 		"/dev tmpfs tmpfs nosuid,strictatime,mode=755,size=65536k",
 		"/dev/pts devpts devpts nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5",
 		"/sys sysfs sysfs nosuid,noexec,nodev,ro",
-		"/sys/fs/cgroup cgroup cgroup nosuid,noexec,nodev,relatime,ro",
+		"/sys/fs/cgroup " + cgroupMountType() + " cgroup nosuid,noexec,nodev,relatime,ro",
 		"/dev/mqueue mqueue mqueue nosuid,noexec,nodev",
 		// user mounts and /etc files, by depth
 		"/cache  /data/containers/c/volumes/cache rbind,rprivate",

@@ -374,6 +374,10 @@ func TestProcessEnvironmentUserAndFiles(t *testing.T) {
 	if kv["Seccomp"] != wantSeccomp {
 		t.Errorf("Seccomp: %s, want %s", kv["Seccomp"], wantSeccomp)
 	}
+	if denied := kv["keyctl"] == "operation not permitted"; denied != SeccompEnabled {
+		t.Errorf("keyctl: %s with seccomp %v", kv["keyctl"], SeccompEnabled)
+	}
+	t.Logf("seccomp built in: %v; keyctl in a container: %s", SeccompEnabled, kv["keyctl"])
 }
 
 func TestStop(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"github.com/photon-init/photon-init/pkg/boot/timeline"
 	"github.com/photon-init/photon-init/pkg/config"
 	"github.com/photon-init/photon-init/pkg/mounts"
+	"github.com/photon-init/photon-init/pkg/net/hostnet"
 )
 
 // TimelinePath is where the boot timeline is written as JSON.
@@ -71,6 +72,10 @@ type WorkloadEnv struct {
 	Config *config.Config
 	// Sandbox is true when the machine is not a real one (see Options).
 	Sandbox bool
+	// Network is the machine's network: Online for depends_on:
+	// network-online, ResolvConf for containers' copies. Nil when the
+	// network step did not run; a nil Manager is never online.
+	Network *hostnet.Manager
 }
 
 // Machine is the state of a booting and running machine.
@@ -86,6 +91,7 @@ type Machine struct {
 	cmdline  Cmdline
 	config   *config.Config
 	settings Settings
+	network  *hostnet.Manager
 }
 
 // Step is one step of the boot plan.
@@ -121,6 +127,7 @@ func Plan() []Phase {
 			{Name: "sysctl", Run: (*Machine).applySysctl, Machine: true},
 			{Name: "power-button", Run: (*Machine).watchPowerButton, Machine: true},
 		}},
+		{"network", []Step{{Name: "network", Run: (*Machine).startNetwork}}},
 		{"workload", []Step{{Name: "containers", Run: (*Machine).startWorkload}}},
 	}
 }
@@ -264,6 +271,9 @@ func (m *Machine) shutdown(req power.Request) {
 	}
 	if w := m.opts.Workload; w != nil {
 		s.Before = append(s.Before, power.Step{Name: "stop-containers", Timeout: 2 * time.Minute, Run: w.Stop})
+	}
+	if n := m.Network(); n != nil {
+		s.Before = append(s.Before, power.Step{Name: "release-dhcp", Timeout: 5 * time.Second, Run: n.Stop})
 	}
 	if m.opts.Sandbox {
 		s.Reboot = func(int) error {

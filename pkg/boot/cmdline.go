@@ -23,6 +23,9 @@ type Cmdline struct {
 	// Consoles are the console= devices in order, without their options
 	// ("ttyS0", "tty0", "hvc0").
 	Consoles []string
+	// IP are the values of the kernel's ip= parameters, in order; the
+	// network step parses them (package net/ipconfig) and reports bad ones.
+	IP []string
 	// Warnings are problems found while parsing; the boot goes on.
 	Warnings []string
 }
@@ -67,6 +70,8 @@ func ParseCmdline(s string) Cmdline {
 			if dev := consoleDevice(val); dev != "" {
 				c.Consoles = append(c.Consoles, dev)
 			}
+		case "ip":
+			c.IP = append(c.IP, val)
 		case "photon.debug":
 			c.Debug = "1"
 			if hasVal && val != "" {

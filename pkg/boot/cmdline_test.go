@@ -38,6 +38,7 @@ func TestParseCmdline(t *testing.T) {
 			Cmdline{Debug: "1", LogLevel: "debug", Hostname: "web", Modules: []string{"virtio_net", "overlay", "xfs"}, Quiet: true, Consoles: []string{"tty0", "ttyS0"}},
 		},
 		{"debug value", "photon.debug=shell", Cmdline{Debug: "shell"}},
+		{"ip= kept in order for the network step", "ip=dhcp ip=10.0.2.15::10.0.2.2:255.255.255.0::eth1:off ip=", Cmdline{IP: []string{"dhcp", "10.0.2.15::10.0.2.2:255.255.255.0::eth1:off", ""}}},
 		{"uart console skipped", "console=uart8250,io,0x3f8,115200", Cmdline{}},
 		{
 			"bad values warn",

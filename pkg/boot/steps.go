@@ -234,5 +234,6 @@ func (m *Machine) startWorkload(ctx context.Context) error {
 		Reaper:  m.opts.Reaper,
 		Config:  cfg,
 		Sandbox: m.opts.Sandbox,
+		Network: m.Network(),
 	})
 }

@@ -81,7 +81,8 @@
 // image.Image.Layers, given to overlayfs highest first) under the
 // container's upper directory. Where overlayfs is missing (not in
 // /proc/filesystems, or the mount fails with ENODEV, EINVAL or EOPNOTSUPP)
-// the layers are flattened into rootfs/ instead, with a warning. The
+// the layers are flattened into rootfs/ instead (image.Flatten), with a
+// warning. The
 // writable layer survives Destroy, so a container re-created from the same
 // manifest and image finds its files again, as a restarted Docker container
 // does; a changed manifest or image starts from a fresh layer, and

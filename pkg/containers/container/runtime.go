@@ -197,7 +197,7 @@ func (r *Runtime) Create(ctx context.Context, m *manifest.Container, img *image.
 			}
 		}
 	}()
-	mode, err := r.prepareRootfs(m, img, l)
+	mode, err := r.prepareRootfs(ctx, m, img, l)
 	if err != nil {
 		return fail(err)
 	}
@@ -206,7 +206,7 @@ func (r *Runtime) Create(ctx context.Context, m *manifest.Container, img *image.
 	if err != nil {
 		return fail(err)
 	}
-	if err := r.prepareFiles(p, l); err != nil {
+	if err := r.prepareFiles(ctx, p, l); err != nil {
 		return fail(err)
 	}
 	noPivot, err := needNoPivotRoot()
@@ -235,7 +235,7 @@ func (r *Runtime) Create(ctx context.Context, m *manifest.Container, img *image.
 
 // prepareRootfs mounts (or copies) the container's root filesystem,
 // keeping or discarding its writable layer, and returns the mode used.
-func (r *Runtime) prepareRootfs(m *manifest.Container, img *image.Image, l *layout) (string, error) {
+func (r *Runtime) prepareRootfs(ctx context.Context, m *manifest.Container, img *image.Image, l *layout) (string, error) {
 	if len(img.Layers) == 0 {
 		return "", errors.New("the image has no layers")
 	}
@@ -291,8 +291,11 @@ func (r *Runtime) prepareRootfs(m *manifest.Container, img *image.Image, l *layo
 		}
 	}
 	if old.Inputs != inputs || old.Mode != mode || isEmptyDir(l.rootfs) {
-		if err := flatten(img.Layers, l.rootfs); err != nil {
-			return "", fmt.Errorf("flatten the image: %w", err)
+		if err := os.RemoveAll(l.rootfs); err != nil {
+			return "", err
+		}
+		if err := image.Flatten(ctx, img, l.rootfs); err != nil {
+			return "", err
 		}
 	}
 	return mode, writeMeta(l, inputs, mode)
@@ -309,17 +312,6 @@ func copyRootAttrs(src, dst string) error {
 	}
 	if err := unix.Chmod(dst, st.Mode&0o7777); err != nil {
 		return fmt.Errorf("chmod %s: %w", dst, err)
-	}
-	return nil
-}
-
-// flatten copies the layers, lowest first, into dst, applying overlayfs
-// whiteouts: the fallback where overlayfs is missing.
-func flatten(layers []string, dst string) error {
-	for _, layer := range layers {
-		if err := copyTree(layer, dst, copyOptions{layer: true}); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -358,7 +350,7 @@ func (r *Runtime) resetLayer(l *layout) error {
 
 // prepareFiles creates the working directory, the volumes' host
 // directories and the generated files, and writes config.json.
-func (r *Runtime) prepareFiles(p *plan, l *layout) error {
+func (r *Runtime) prepareFiles(ctx context.Context, p *plan, l *layout) error {
 	// Docker creates a missing working directory (owned by root).
 	cwd, err := securejoin.SecureJoin(l.rootfs, p.spec.Process.Cwd)
 	if err != nil {
@@ -368,7 +360,7 @@ func (r *Runtime) prepareFiles(p *plan, l *layout) error {
 		return fmt.Errorf("create the working directory %s: %w", p.spec.Process.Cwd, err)
 	}
 	for _, v := range p.volumes {
-		if err := prepareVolume(l.rootfs, v); err != nil {
+		if err := prepareVolume(ctx, l.rootfs, v); err != nil {
 			return err
 		}
 	}
@@ -413,7 +405,7 @@ func hostsFile(hostname string) string {
 
 // prepareVolume creates a volume's host directory. A new named or
 // anonymous volume gets what the image has at the target, as in Docker.
-func prepareVolume(rootfs string, v volume) error {
+func prepareVolume(ctx context.Context, rootfs string, v volume) error {
 	switch v.kind {
 	case volumeHost:
 		if _, err := os.Stat(v.source); errors.Is(err, os.ErrNotExist) {
@@ -444,7 +436,10 @@ func prepareVolume(rootfs string, v volume) error {
 			return fmt.Errorf("volume %s: %w", v.target, err)
 		}
 		if fi, err := os.Stat(src); err == nil && fi.IsDir() {
-			if err := copyTree(src, tmp, copyOptions{}); err != nil {
+			// A copy of one directory tree is a flatten of a one-layer
+			// image: the merged root has no whiteouts left to apply.
+			content := &image.Image{Ref: "the image's " + v.target, Layers: []string{src}}
+			if err := image.Flatten(ctx, content, tmp); err != nil {
 				return fmt.Errorf("volume %s: copy the image's content: %w", v.target, err)
 			}
 		} else if err := os.Mkdir(tmp, 0o755); err != nil {

@@ -715,7 +715,7 @@ func TestFlattenFallback(t *testing.T) {
 	upper := filepath.Join(t.TempDir(), "layer1")
 	os.MkdirAll(filepath.Join(upper, "opq"), 0o755)
 	os.WriteFile(filepath.Join(upper, "opq", "new.txt"), []byte("new\n"), 0o644)
-	if err := unix.Setxattr(filepath.Join(upper, "opq"), opaqueXattr, []byte("y"), 0); err != nil {
+	if err := unix.Setxattr(filepath.Join(upper, "opq"), "trusted.overlay.opaque", []byte("y"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Mknod(filepath.Join(upper, "gone.txt"), unix.S_IFCHR, 0); err != nil {

@@ -117,4 +117,3 @@ func TestNetworkNoDevice(t *testing.T) {
 		}
 	})
 }
-

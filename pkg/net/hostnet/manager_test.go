@@ -37,7 +37,12 @@ type hostnames struct {
 	names []string
 }
 
-func (h *hostnames) set(n string) error { h.mu.Lock(); defer h.mu.Unlock(); h.names = append(h.names, n); return nil }
+func (h *hostnames) set(n string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.names = append(h.names, n)
+	return nil
+}
 func (h *hostnames) last() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()

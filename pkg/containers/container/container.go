@@ -166,7 +166,11 @@ func (c *Container) Start(ctx context.Context) error {
 	if c.state != stateCreated {
 		return fmt.Errorf("start container %s: already started", c.name)
 	}
-	sink, err := logs.Open(c.name, logs.Options{Dir: c.rt.opts.LogDir, Console: c.rt.opts.Console, Log: c.rt.log})
+	lo := logs.Options{Dir: c.rt.opts.LogDir, Console: c.rt.opts.Console, Log: c.rt.log}
+	if f := c.rt.opts.LogDestinations; f != nil {
+		lo.Destinations = f(c.name)
+	}
+	sink, err := logs.Open(c.name, lo)
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.name, err)
 	}

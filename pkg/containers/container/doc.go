@@ -85,8 +85,9 @@
 // warning. The
 // writable layer survives Destroy, so a container re-created from the same
 // manifest and image finds its files again, as a restarted Docker container
-// does; a changed manifest or image starts from a fresh layer, and
-// Runtime.Remove discards it on request. A new named or anonymous volume
+// does; a changed manifest or image starts from a fresh layer (anonymous
+// volumes stay, as Compose keeps them), and Runtime.Remove discards both
+// on request. A new named or anonymous volume
 // is filled with what the image has at its target, as in Docker; a missing
 // host directory of a bind mount is created.
 //

@@ -24,6 +24,7 @@ import (
 
 	"github.com/photon-init/photon-init/pkg/boot/reaper"
 	"github.com/photon-init/photon-init/pkg/containers/image"
+	"github.com/photon-init/photon-init/pkg/containers/logs"
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
 )
 
@@ -72,6 +73,12 @@ type Options struct {
 	// Console receives each container's output lines as "[NAME] line"; it
 	// must not block (pkg/boot/console). Nil writes no console lines.
 	Console io.Writer
+	// LogDestinations, if set, gives further destinations of a
+	// container's lines (an in-memory ring, say), asked for at every
+	// Start. The container's Sink closes them at Destroy: a destination
+	// that must outlive one run of the container gives a wrapper whose
+	// Close does nothing.
+	LogDestinations func(name string) []logs.Destination
 }
 
 // Runtime creates and runs containers with libcontainer, in this process.
@@ -80,8 +87,9 @@ type Runtime struct {
 	log  *slog.Logger
 
 	// forceCopy makes Create flatten the image instead of mounting an
-	// overlay (for tests of the fallback).
-	forceCopy bool
+	// overlay, and forceNoPivot enters containers without pivot_root
+	// (for tests of the fallbacks).
+	forceCopy, forceNoPivot bool
 
 	mu   sync.Mutex
 	live map[string]*Container
@@ -152,10 +160,11 @@ func inputsDigest(m *manifest.Container, img *image.Image) (string, error) {
 // container's writable layer, or a flattened copy where overlayfs is
 // missing), volumes prepared, /etc/hostname, /etc/hosts and
 // /etc/resolv.conf generated, config.json written, and the libcontainer
-// container created. The writable layer and anonymous volumes of an
-// earlier container of the same name are kept when the manifest and the
-// image are unchanged, and discarded otherwise (Remove discards them on
-// request). A container of that name must not exist (Destroy it first).
+// container created. The writable layer of an earlier container of the
+// same name is kept when the manifest and the image are unchanged, and
+// discarded otherwise; its anonymous volumes are kept in both cases (as
+// Compose does). Remove discards both on request. A container of that
+// name must not exist (Destroy it first).
 func (r *Runtime) Create(ctx context.Context, m *manifest.Container, img *image.Image) (_ *Container, err error) {
 	if m == nil || img == nil {
 		return nil, errors.New("create container: no manifest or no image")
@@ -213,6 +222,7 @@ func (r *Runtime) Create(ctx context.Context, m *manifest.Container, img *image.
 	if err != nil {
 		r.log.Warn("container: cannot tell whether pivot_root works; trying it", "err", err)
 	}
+	noPivot = noPivot || r.forceNoPivot
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName:  name,
 		NoPivotRoot: noPivot,
@@ -334,13 +344,14 @@ func writeMeta(l *layout, inputs, mode string) error {
 	return nil
 }
 
-// resetLayer discards the writable layer, the flattened copy and the
-// anonymous volumes.
+// resetLayer discards the writable layer (or the flattened copy). The
+// anonymous volumes stay, as Compose keeps them when it re-creates a
+// container from a changed service; Remove discards them.
 func (r *Runtime) resetLayer(l *layout) error {
 	if err := unmountAll(l.rootfs); err != nil {
 		return err
 	}
-	for _, d := range []string{l.upper, l.work, l.rootfs, l.anonVolumes, l.meta} {
+	for _, d := range []string{l.upper, l.work, l.rootfs, l.meta} {
 		if err := os.RemoveAll(d); err != nil {
 			return fmt.Errorf("remove %s: %w", d, err)
 		}

@@ -604,6 +604,18 @@ func TestVolumes(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(e.dir, "data", "containers", "anon", "volumes", "anon", "f")); err != nil || string(b) != "z" {
 		t.Errorf("anonymous volume content %q %v", b, err)
 	}
+	// A changed manifest gets a fresh writable layer but keeps the
+	// anonymous volume (as Compose); Remove discards it.
+	exit = e.run(t, &manifest.Container{Name: "anon", Command: []string{"cat", "/anon/f"}}, img)
+	if got := e.console.lines("anon"); exit.Code != 0 || got[len(got)-1] != "z" {
+		t.Errorf("anonymous volume after a manifest change: %v %q", exit, got)
+	}
+	if err := e.rt.Remove("anon"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "data", "containers", "anon")); !os.IsNotExist(err) {
+		t.Errorf("Remove left %v", err)
+	}
 }
 
 func TestNetworkNone(t *testing.T) {
@@ -747,5 +759,89 @@ func TestFlattenFallback(t *testing.T) {
 			t.Errorf("%s: %v %q", name, exit, got)
 		}
 		c.Destroy()
+	}
+}
+
+func TestStartFailures(t *testing.T) {
+	e := rootEnv(t)
+	if e == nil {
+		return
+	}
+	img := e.testImage(t)
+	c, err := e.rt.Create(context.Background(), &manifest.Container{Name: "missing", Command: []string{"/no/such/program"}, Entrypoint: []string{}}, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Start(context.Background())
+	t.Logf("start error: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "/no/such/program") {
+		t.Errorf("start of a missing program: %v", err)
+	}
+	if _, werr := c.Wait(context.Background()); werr == nil {
+		t.Error("Wait after a failed start gave no error")
+	}
+	if err := c.Start(context.Background()); err == nil {
+		t.Error("second Start succeeded")
+	}
+	if err := c.Destroy(); err != nil {
+		t.Errorf("destroy after a failed start: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "state", "missing")); !os.IsNotExist(err) {
+		t.Errorf("state left: %v", err)
+	}
+	// The name is free again.
+	if exit := e.run(t, &manifest.Container{Name: "missing", Command: []string{"exit", "0"}}, img); exit.Code != 0 {
+		t.Errorf("re-created container: %v", exit)
+	}
+}
+
+func TestNoPivotRootAndParallelStarts(t *testing.T) {
+	e := rootEnv(t)
+	if e == nil {
+		return
+	}
+	img := e.testImage(t)
+	// The MS_MOVE+chroot entry used when / is the initramfs.
+	e.rt.forceNoPivot = true
+	if exit := e.run(t, &manifest.Container{Name: "nopivot", Command: []string{"report"}, ReadOnly: true}, img); exit.Code != 0 {
+		t.Fatalf("no pivot_root: %v %q", exit, e.console.lines("nopivot"))
+	}
+	kv, _ := report(e.console.lines("nopivot"))
+	if kv["rootfs"] != "ro" || kv["pid"] != "1" {
+		t.Errorf("no pivot_root: %v", kv)
+	}
+	e.rt.forceNoPivot = false
+
+	// Containers started at once, as the supervisor starts independent
+	// ones, all run and report their own exit.
+	const n = 6
+	var wg sync.WaitGroup
+	exits := make([]Exit, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := &manifest.Container{Name: fmt.Sprintf("par%d", i), Command: []string{"exit", fmt.Sprint(i)}}
+			c, err := e.rt.Create(context.Background(), m, img)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Destroy()
+			if err := c.Start(context.Background()); err != nil {
+				t.Error(err)
+				return
+			}
+			exits[i], err = c.Wait(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, x := range exits {
+		if x.Code != i {
+			t.Errorf("par%d: %v", i, x)
+		}
 	}
 }

@@ -31,13 +31,14 @@
 // as not supported yet. The hostname is the manifest's hostname, else the
 // container's name.
 //
-// Capabilities are Docker's default set (DefaultCapabilities) with
+// Capabilities are Docker's default set (the 14 of moby's oci package) with
 // cap_add and cap_drop applied as Docker does (ALL in either). Docker's
-// masked paths (MaskedPaths) and read-only paths (ReadonlyPaths) apply,
+// masked paths and read-only paths apply (those the kernel has),
 // and no_new_privileges is set. /dev is a small tmpfs with runc's standard
 // nodes (null, zero, full, random, urandom, tty, ptmx via /dev/pts) and
 // /dev/pts, /dev/shm (64 MiB) and /dev/mqueue; /proc; /sys and the cgroup
-// tree read-only. A privileged container gets every capability, every host
+// tree read-only. A privileged container gets every capability that
+// photon-init itself holds, every host
 // device, writable /sys and cgroup tree, and none of the masks,
 // no_new_privileges or seccomp.
 //

@@ -14,8 +14,8 @@ import (
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
 )
 
-// DefaultCapabilities is Docker's default capability set.
-var DefaultCapabilities = []string{
+// defaultCapabilities is Docker's default capability set.
+var defaultCapabilities = []string{
 	"CAP_CHOWN",
 	"CAP_DAC_OVERRIDE",
 	"CAP_FSETID",
@@ -32,10 +32,10 @@ var DefaultCapabilities = []string{
 	"CAP_AUDIT_WRITE",
 }
 
-// MaskedPaths are the paths made unreadable in a container that is not
+// maskedPaths are the paths made unreadable in a container that is not
 // privileged (Docker's list: a file is covered with /dev/null, a directory
 // with an empty read-only tmpfs).
-var MaskedPaths = []string{
+var maskedPaths = []string{
 	"/proc/asound",
 	"/proc/acpi",
 	"/proc/interrupts",
@@ -50,9 +50,9 @@ var MaskedPaths = []string{
 	"/sys/devices/virtual/powercap",
 }
 
-// ReadonlyPaths are the paths made read-only in a container that is not
+// readonlyPaths are the paths made read-only in a container that is not
 // privileged (Docker's list).
-var ReadonlyPaths = []string{
+var readonlyPaths = []string{
 	"/proc/bus",
 	"/proc/fs",
 	"/proc/irq",
@@ -145,7 +145,7 @@ func capabilities(m *manifest.Container) ([]string, error) {
 	case slices.Contains(drop, "ALL"):
 		caps = []string{}
 	default:
-		for _, c := range DefaultCapabilities {
+		for _, c := range defaultCapabilities {
 			if !slices.Contains(drop, c) {
 				caps = append(caps, c)
 			}

@@ -195,8 +195,8 @@ func buildSpec(m *manifest.Container, img *image.Image, l *layout, cgroupParent 
 		},
 	}
 	if !m.Privileged {
-		spec.Linux.MaskedPaths = presentPaths(MaskedPaths)
-		spec.Linux.ReadonlyPaths = presentPaths(ReadonlyPaths)
+		spec.Linux.MaskedPaths = presentPaths(maskedPaths)
+		spec.Linux.ReadonlyPaths = presentPaths(readonlyPaths)
 	}
 	if spec.Linux.Seccomp, err = seccompProfile(spec, m.Privileged); err != nil {
 		return nil, err

@@ -270,15 +270,15 @@ func TestCapabilities(t *testing.T) {
 		want      []string
 		wantError string
 	}{
-		{name: "default", want: DefaultCapabilities},
+		{name: "default", want: defaultCapabilities},
 		{name: "add and drop", m: manifest.Container{CapAdd: []string{"CAP_NET_ADMIN"}, CapDrop: []string{"CAP_NET_RAW", "CAP_MKNOD"}},
-			want: append(without(DefaultCapabilities, "CAP_NET_RAW", "CAP_MKNOD"), "CAP_NET_ADMIN")},
-		{name: "short names", m: manifest.Container{CapAdd: []string{"sys_time"}}, want: append(slices.Clone(DefaultCapabilities), "CAP_SYS_TIME")},
+			want: append(without(defaultCapabilities, "CAP_NET_RAW", "CAP_MKNOD"), "CAP_NET_ADMIN")},
+		{name: "short names", m: manifest.Container{CapAdd: []string{"sys_time"}}, want: append(slices.Clone(defaultCapabilities), "CAP_SYS_TIME")},
 		{name: "drop ALL keeps cap_add", m: manifest.Container{CapDrop: []string{"ALL"}, CapAdd: []string{"CAP_NET_BIND_SERVICE"}}, want: []string{"CAP_NET_BIND_SERVICE"}},
 		{name: "drop ALL alone", m: manifest.Container{CapDrop: []string{"ALL"}}, want: []string{}},
 		{name: "add ALL less drop", m: manifest.Container{CapAdd: []string{"ALL"}, CapDrop: []string{"CAP_SYS_ADMIN"}}, want: without(all, "CAP_SYS_ADMIN")},
 		{name: "privileged", m: manifest.Container{Privileged: true, CapDrop: []string{"CAP_SYS_ADMIN"}}, want: all},
-		{name: "adding a default twice", m: manifest.Container{CapAdd: []string{"CAP_KILL"}}, want: DefaultCapabilities},
+		{name: "adding a default twice", m: manifest.Container{CapAdd: []string{"CAP_KILL"}}, want: defaultCapabilities},
 		{name: "unknown", m: manifest.Container{CapAdd: []string{"CAP_FLY"}}, wantError: `cap_add: "CAP_FLY"`},
 	}
 	for _, tt := range tests {
@@ -304,11 +304,11 @@ func TestSecurityDefaults(t *testing.T) {
 		t.Error("no_new_privileges not set")
 	}
 	caps := s.Process.Capabilities
-	if !slices.Equal(caps.Bounding, DefaultCapabilities) || !slices.Equal(caps.Effective, DefaultCapabilities) ||
-		!slices.Equal(caps.Permitted, DefaultCapabilities) || len(caps.Inheritable) != 0 || len(caps.Ambient) != 0 {
+	if !slices.Equal(caps.Bounding, defaultCapabilities) || !slices.Equal(caps.Effective, defaultCapabilities) ||
+		!slices.Equal(caps.Permitted, defaultCapabilities) || len(caps.Inheritable) != 0 || len(caps.Ambient) != 0 {
 		t.Errorf("capabilities %+v", caps)
 	}
-	if !slices.Equal(s.Linux.MaskedPaths, presentPaths(MaskedPaths)) || !slices.Equal(s.Linux.ReadonlyPaths, presentPaths(ReadonlyPaths)) ||
+	if !slices.Equal(s.Linux.MaskedPaths, presentPaths(maskedPaths)) || !slices.Equal(s.Linux.ReadonlyPaths, presentPaths(readonlyPaths)) ||
 		!slices.Contains(s.Linux.ReadonlyPaths, "/proc/sys") {
 		t.Errorf("masked %v readonly %v", s.Linux.MaskedPaths, s.Linux.ReadonlyPaths)
 	}

@@ -123,6 +123,12 @@ type Options struct {
 	Log     *slog.Logger
 	// DefaultStopGrace is used when a manifest sets no stop_grace_period.
 	DefaultStopGrace time.Duration
+	// NetworkOnline, if set, is closed once the machine's network is
+	// online; images for which Remote says true are not fetched before.
+	NetworkOnline <-chan struct{}
+	// Remote reports whether an image reference is fetched over the
+	// network (a registry reference); nil means none is.
+	Remote func(ref string) bool
 	// OnEvent, if set, is called for every state change (after the state
 	// is updated; it must not block for long).
 	OnEvent func(Event)
@@ -231,10 +237,15 @@ func (s *Supervisor) run(ctx context.Context, u *unit) {
 		s.set(u, StateStopped, "stopped before it started")
 		return
 	}
+	if err := s.waitNetwork(ctx, u); err != nil {
+		s.fail(u, err)
+		return
+	}
 	s.set(u, StatePreparing, "getting image "+u.m.Image)
 	img, err := s.opts.Images.Get(ctx, u.m.Image)
 	if err != nil {
-		s.fail(u, fmt.Errorf("image %s: %w", u.m.Image, err))
+		// The store's errors name the reference already.
+		s.fail(u, err)
 		return
 	}
 	s.mu.Lock()
@@ -306,6 +317,28 @@ func (s *Supervisor) waitDependencies(ctx context.Context, u *unit) error {
 		}
 	}
 	return nil
+}
+
+// waitNetwork holds a container whose image comes from a registry until
+// the network is online.
+func (s *Supervisor) waitNetwork(ctx context.Context, u *unit) error {
+	if s.opts.NetworkOnline == nil || s.opts.Remote == nil || !s.opts.Remote(u.m.Image) {
+		return nil
+	}
+	select {
+	case <-s.opts.NetworkOnline:
+		return nil
+	default:
+	}
+	s.set(u, StateWaiting, "waiting for the network to pull "+u.m.Image)
+	select {
+	case <-s.opts.NetworkOnline:
+		return nil
+	case <-u.stop:
+		return errors.New("stopped while waiting for the network")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func condition(d manifest.Dependency) string {

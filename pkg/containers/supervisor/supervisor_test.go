@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,7 +20,7 @@ type fakeImages map[string]bool
 
 func (f fakeImages) Get(_ context.Context, ref string) (*image.Image, error) {
 	if !f[ref] {
-		return nil, errors.New("no such image")
+		return nil, fmt.Errorf("image %s: no such image", ref)
 	}
 	return &image.Image{Ref: ref, Digest: "sha256:" + ref}, nil
 }
@@ -197,5 +198,37 @@ func TestStopSignal(t *testing.T) {
 		if got := stopSignal(&manifest.Container{StopSignal: in}); got != want {
 			t.Errorf("%q: %v, want %v", in, got, want)
 		}
+	}
+}
+
+func TestRegistryImagesWaitForTheNetwork(t *testing.T) {
+	rt := &fakeRuntime{}
+	online := make(chan struct{})
+	s := New(Options{
+		Images: fakeImages{"local": true, "registry.example/app:1": true}, Runtime: rt,
+		NetworkOnline: online,
+		Remote:        func(ref string) bool { return strings.HasPrefix(ref, "registry.example/") },
+	})
+	s.Start(context.Background(), []*manifest.Container{
+		ctr("local", "local", nil, nil),
+		ctr("pulled", "registry.example/app:1", nil, nil),
+	}, nil)
+	waitState(t, s, "local", StateRunning)
+	want := "waiting for the network to pull registry.example/app:1"
+	deadline := time.Now().Add(5 * time.Second)
+	for st := waitState(t, s, "pulled", StateWaiting); st.Reason != want; st = waitState(t, s, "pulled", StateWaiting) {
+		if time.Now().After(deadline) {
+			t.Fatalf("reason %q, want %q", st.Reason, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if st := waitState(t, s, "pulled", StateWaiting); st.Reason != want {
+		t.Fatalf("pulled moved on before the network was online: %+v", st)
+	}
+	close(online)
+	waitState(t, s, "pulled", StateRunning)
+	if err := s.Stop(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -65,6 +65,10 @@ type Env struct {
 	// Config is the machine configuration (registries; a nil Config is
 	// the empty one).
 	Config *config.Config
+	// NetworkOnline, if set, is closed once the machine's network is
+	// online: registry pulls wait for it. Nil means the network is
+	// assumed ready (a host under another init).
+	NetworkOnline <-chan struct{}
 	// CgroupParent is the cgroup under which each container gets its own
 	// ("" = the runtime's default, /photon).
 	CgroupParent string
@@ -146,8 +150,10 @@ func (e *Engine) Start(ctx context.Context, env Env) error {
 	}
 	sup := supervisor.New(supervisor.Options{
 		Images:  store,
-		Runtime: runtime{rt},
-		Log:     log,
+		Runtime:       runtime{rt},
+		Log:           log,
+		NetworkOnline: env.NetworkOnline,
+		Remote:        isRemote,
 	})
 	e.mu.Lock()
 	e.sup = sup
@@ -249,4 +255,10 @@ func unixSignalName(s syscall.Signal) string {
 		return n
 	}
 	return fmt.Sprintf("signal %d", int(s))
+}
+
+// isRemote reports whether ref is pulled from a registry.
+func isRemote(ref string) bool {
+	r, err := image.ParseReference(ref)
+	return err == nil && r.Transport == image.TransportRegistry
 }

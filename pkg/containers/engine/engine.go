@@ -149,7 +149,7 @@ func (e *Engine) Start(ctx context.Context, env Env) error {
 		log.Warn("containers: cleaning up after an earlier run", "err", err)
 	}
 	sup := supervisor.New(supervisor.Options{
-		Images:  store,
+		Images:        store,
 		Runtime:       runtime{rt},
 		Log:           log,
 		NetworkOnline: env.NetworkOnline,

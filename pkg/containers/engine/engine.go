@@ -153,7 +153,7 @@ func (e *Engine) Start(ctx context.Context, env Env) error {
 		Runtime:       runtime{rt},
 		Log:           log,
 		NetworkOnline: env.NetworkOnline,
-		Remote:        isRemote,
+		Remote:        func(ref string) bool { return isRemote(ref) && !stored(store, ref) },
 	})
 	e.mu.Lock()
 	e.sup = sup
@@ -261,4 +261,12 @@ func unixSignalName(s syscall.Signal) string {
 func isRemote(ref string) bool {
 	r, err := image.ParseReference(ref)
 	return err == nil && r.Transport == image.TransportRegistry
+}
+
+// stored reports whether the store has a record for ref already (an image
+// preloaded into the initramfs, or pulled on an earlier boot): it is then
+// started without waiting for the network.
+func stored(s *image.Store, ref string) bool {
+	_, err := os.Stat(filepath.Join(s.Root(), image.RecordPath(ref)))
+	return err == nil
 }

@@ -1,7 +1,7 @@
 # photon-init build, test and demo targets. See README.md.
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-GOFLAGS_STATIC = -trimpath -tags 'netgo osusergo' \
+GOFLAGS_STATIC = -trimpath -tags 'netgo osusergo seccomp' \
 	-ldflags '-s -w -X main.version=$(VERSION) -extldflags -static'
 
 .PHONY: all build deps demo test test-unit test-e2e bench clean

@@ -10,7 +10,7 @@
 #                       initramfs and kernel image tools (xz extracts vmlinux)
 #   iproute2 util-linux host network and mount tools used by tests
 #   dnsmasq-base        a real DHCP server for pkg/net's tests (in test netns)
-#   gcc libc6-dev make git
+#   gcc libc6-dev make git libseccomp-dev
 #                       the static CGO build of bin/photon-init
 #   umoci skopeo bzip2  test images (internal/testimage) and layer formats
 #   docker-registry     a real registry (distribution 2.8) for pull tests,
@@ -21,7 +21,7 @@ packages=(
 	qemu-system-x86 linux-image-amd64 busybox-static
 	cpio xz-utils lz4 zstd file
 	iproute2 util-linux dnsmasq-base
-	gcc libc6-dev make git ca-certificates
+	gcc libc6-dev make git ca-certificates libseccomp-dev
 	umoci skopeo bzip2
 	docker-registry
 )

@@ -48,10 +48,11 @@
 // applies Docker's default profile (github.com/moby/profiles/seccomp,
 // converted by specconv) to every container that is not privileged;
 // SeccompEnabled tells which kind this binary is. The release build
-// (make, bin/photon-init) is built without the tag and applies no seccomp
-// filter: capabilities, namespaces, masked paths and no_new_privileges
-// are the isolation. Debian's libseccomp-dev ships a static libseccomp.a,
-// so the static release build can add the tag.
+// (make, bin/photon-init) has the tag: Debian's libseccomp-dev ships a
+// static libseccomp.a, linked into the static binary (about 0.8 MB with
+// the profile). A build without the tag applies no seccomp filter, and
+// capabilities, namespaces, masked paths and no_new_privileges are then
+// the isolation.
 //
 // # Resources
 //

@@ -1,8 +1,11 @@
 // Command demo boots photon-init in QEMU with the serial console on the
-// terminal: it builds an initramfs from bin/photon-init with configs/ as
-// the overlay (when that directory exists) and boots it on q35. Ctrl-A X
-// quits QEMU; Ctrl-A C switches between the console and QEMU's monitor.
-// "make demo" runs it after installing the dependencies and building.
+// terminal: it builds the demo container image (a small static HTTP server
+// as an OCI image layout), then an initramfs from bin/photon-init with
+// configs/ as the overlay (init.yaml and the web container's manifest) and
+// the image preloaded as demo/web:1.0, and boots it on q35 with the guest's
+// port 8080 forwarded to the host. Ctrl-A X quits QEMU; Ctrl-A C switches
+// between the console and QEMU's monitor. "make demo" runs it after
+// installing the dependencies and building.
 package main
 
 import (
@@ -20,7 +23,7 @@ import (
 func main() {
 	machine := flag.String("machine", string(vm.Q35), "machine type: q35 or microvm")
 	overlay := flag.String("overlay", "", "overlay directory (default: configs/ in the repository, if present)")
-	ports := flag.String("ports", "", "comma-separated guest TCP ports to forward from 127.0.0.1")
+	ports := flag.String("ports", "8080", "comma-separated guest TCP ports to forward from 127.0.0.1")
 	kargs := flag.String("append", "", "extra kernel arguments, e.g. photon.debug")
 	flag.Parse()
 	if err := run(context.Background(), vm.Machine(*machine), *overlay, *ports, *kargs); err != nil {
@@ -44,8 +47,16 @@ func run(ctx context.Context, machine vm.Machine, overlay, ports, kargs string) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("demo directory: %w", err)
 	}
+	layout := filepath.Join(dir, "web-oci")
+	if err := buildDemoImage(ctx, host.Repo, layout); err != nil {
+		return err
+	}
 	img := filepath.Join(dir, "initramfs.img")
-	if err := vm.BuildInitramfs(ctx, host, vm.BuildOptions{Output: img, OverlayDir: overlay, Compress: "lz4"}); err != nil {
+	build := vm.BuildOptions{
+		Output: img, OverlayDir: overlay, Compress: "lz4",
+		Images: []string{"demo/web:1.0=oci:" + layout + ":" + demoImageTag},
+	}
+	if err := vm.BuildInitramfs(ctx, host, build); err != nil {
 		return err
 	}
 	cfg := vm.Config{Host: host, Machine: machine, Initramfs: img, KernelArgs: strings.Fields(kargs)}

@@ -553,7 +553,7 @@ func RunInteractive(ctx context.Context, cfg Config) error {
 		return err
 	}
 	for _, g := range cfg.GuestPorts {
-		fmt.Fprintf(os.Stderr, "guest port %d is at 127.0.0.1:%d\n", g, ports[g])
+		fmt.Fprintf(os.Stderr, "guest port %d is at 127.0.0.1:%d (for example: curl http://127.0.0.1:%d/)\n", g, ports[g], ports[g])
 	}
 	cmd := exec.CommandContext(ctx, cfg.Host.QEMU, cfg.qemuArgs("mon:stdio", "", ports)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr

@@ -12,12 +12,16 @@ type containerWorkload struct{ engine *engine.Engine }
 
 // Start starts the containers in the background.
 func (w containerWorkload) Start(ctx context.Context, env boot.WorkloadEnv) error {
-	return w.engine.Start(ctx, engine.Env{
+	e := engine.Env{
 		Log:     env.Log,
 		Console: env.Console,
 		Reaper:  env.Reaper,
 		Config:  env.Config,
-	})
+	}
+	if env.Network != nil {
+		e.NetworkOnline = env.Network.Online()
+	}
+	return w.engine.Start(ctx, e)
 }
 
 // Stop stops the containers in reverse dependency order.

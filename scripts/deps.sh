@@ -4,6 +4,7 @@
 # everything is there it only checks, in about a second.
 #
 #   qemu-system-x86     boots the test VMs (q35, microvm)
+#   socat               carries each guest connection to a host server (guestfwd)
 #   linux-image-amd64   the guest kernel (/boot/vmlinuz-*) and its modules
 #   busybox-static      a shell for debug images
 #   cpio xz-utils lz4 zstd file
@@ -18,7 +19,7 @@
 set -euo pipefail
 
 packages=(
-	qemu-system-x86 linux-image-amd64 busybox-static
+	qemu-system-x86 linux-image-amd64 busybox-static socat
 	cpio xz-utils lz4 zstd file
 	iproute2 util-linux dnsmasq-base
 	gcc libc6-dev make git ca-certificates libseccomp-dev

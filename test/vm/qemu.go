@@ -151,7 +151,9 @@ func (cfg Config) qemuArgs(serial, qmpSocket string, ports map[int]int) []string
 			netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", ports[guest], guest)
 		}
 		for _, f := range cfg.GuestForwards {
-			netdev += fmt.Sprintf(",guestfwd=tcp:%s-tcp:%s", f.Guest, f.Host)
+			// A chardev target ("-tcp:HOST") carries one connection
+			// for the VM's lifetime; "cmd:" starts socat for each.
+			netdev += fmt.Sprintf(",guestfwd=tcp:%s-cmd:socat STDIO TCP:%s", f.Guest, f.Host)
 		}
 		nic := "virtio-net-pci,netdev=n0,romfile="
 		if cfg.Machine == MicroVM {

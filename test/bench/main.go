@@ -9,6 +9,10 @@
 //   - the guest uptime when PID 1 started,
 //   - the guest uptime at "boot complete",
 //   - the wall time from QEMU's start to the host reading "boot complete",
+//   - for photon-init, the time from PID-1 start to the exec of a
+//     container's entrypoint: its initramfs holds one container (the
+//     project's small HTTP server, preloaded with --image), which prints
+//     the guest uptime at which it started,
 //
 // with the photon-init/baseline ratio of the medians. The baseline boots
 // from an initramfs that "photon-init build --init" made with the same
@@ -26,6 +30,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -33,6 +38,9 @@ import (
 
 	"github.com/photon-init/photon-init/test/vm"
 )
+
+// benchContainer is the name of the container photon-init boots into.
+const benchContainer = "server"
 
 // The two inits compared.
 const (
@@ -65,6 +73,9 @@ type Run struct {
 	// Wall is the time from starting QEMU to reading boot complete, in
 	// seconds.
 	Wall float64 `json:"wall_s"`
+	// EntrypointUptime is the guest uptime at which the container's
+	// entrypoint started (photon-init only), in seconds.
+	EntrypointUptime float64 `json:"entrypoint_uptime_s,omitempty"`
 	// Error is why the boot was not measured.
 	Error string `json:"error,omitempty"`
 }
@@ -204,7 +215,20 @@ func buildImages(ctx context.Context, host *vm.Host, work string, minimal bool) 
 		initPhoton:   filepath.Join(work, "photon-init.img"),
 		initBaseline: filepath.Join(work, "baseline.img"),
 	}
-	if err := vm.BuildInitramfs(ctx, host, vm.BuildOptions{Output: images[initPhoton], Compress: "none"}); err != nil {
+	// photon-init boots into one container: the server image, preloaded.
+	layout := filepath.Join(work, "server-oci")
+	if err := vm.BuildServerImage(ctx, host.Repo, layout); err != nil {
+		return nil, "", err
+	}
+	overlay := filepath.Join(work, "overlay")
+	if err := (vm.Overlay{"etc/photon/containers/" + benchContainer + ".yaml": "image: bench/server:1.0\n"}).Write(overlay); err != nil {
+		return nil, "", err
+	}
+	photon := vm.BuildOptions{
+		Output: images[initPhoton], Compress: "none", OverlayDir: overlay,
+		Images: []string{"bench/server:1.0=oci:" + layout + ":" + vm.ServerImageTag},
+	}
+	if err := vm.BuildInitramfs(ctx, host, photon); err != nil {
 		return nil, "", err
 	}
 	if minimal {
@@ -255,6 +279,18 @@ func boot(ctx context.Context, host *vm.Host, o options, m vm.Machine, init, ima
 	} else {
 		r.PID1Uptime, r.PID1UptimeSource = (times.SinceKernel - times.SincePID1).Seconds(), "boot complete"
 	}
+	if init == initPhoton {
+		ready := regexp.MustCompile(`^\[` + benchContainer + `\] ` + vm.ServerReady.String())
+		l, err := v.WaitForLine(ctx, ready)
+		if err != nil {
+			return r, fmt.Errorf("the container never started: %w", err)
+		}
+		up, ok := vm.ParseUptime(ready, l.Text)
+		if !ok {
+			return r, fmt.Errorf("cannot parse %q", l.Text)
+		}
+		r.EntrypointUptime = up.Seconds()
+	}
 	if _, ok := v.Find(vm.KernelPanic); ok {
 		return r, fmt.Errorf("kernel panic; console ends:\n%s", v.ConsoleTail(30))
 	}
@@ -273,6 +309,12 @@ func metrics() []struct {
 		{"guest uptime at PID-1 start", func(r Run) float64 { return r.PID1Uptime }},
 		{"guest uptime at boot complete", func(r Run) float64 { return r.BootCompleteUptime }},
 		{"wall: QEMU start to boot complete", func(r Run) float64 { return r.Wall }},
+		{"PID-1 start to container entrypoint exec", func(r Run) float64 {
+			if r.EntrypointUptime == 0 {
+				return -1 // the baseline runs no container
+			}
+			return r.EntrypointUptime - r.PID1Uptime
+		}},
 	}
 }
 
@@ -299,7 +341,9 @@ func stat(runs []Run, m vm.Machine, init string, get func(Run) float64) Stat {
 	var xs []float64
 	for _, r := range runs {
 		if r.Machine == m && r.Init == init && r.Error == "" {
-			xs = append(xs, get(r))
+			if x := get(r); x >= 0 {
+				xs = append(xs, x)
+			}
 		}
 	}
 	if len(xs) == 0 {
@@ -318,7 +362,11 @@ func printTable(out io.Writer, sums []Summary) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "machine\tmetric\tphoton-init median [min, max]\tbaseline median [min, max]\tphoton/baseline")
 	for _, s := range sums {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\n", s.Machine, s.Metric, formatStat(s.Photon), formatStat(s.Baseline), s.Ratio)
+		ratio := "-"
+		if s.Ratio > 0 {
+			ratio = fmt.Sprintf("%.2f", s.Ratio)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Machine, s.Metric, formatStat(s.Photon), formatStat(s.Baseline), ratio)
 	}
 	tw.Flush()
 }

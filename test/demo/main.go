@@ -48,13 +48,13 @@ func run(ctx context.Context, machine vm.Machine, overlay, ports, kargs string) 
 		return fmt.Errorf("demo directory: %w", err)
 	}
 	layout := filepath.Join(dir, "web-oci")
-	if err := buildDemoImage(ctx, host.Repo, layout); err != nil {
+	if err := vm.BuildServerImage(ctx, host.Repo, layout); err != nil {
 		return err
 	}
 	img := filepath.Join(dir, "initramfs.img")
 	build := vm.BuildOptions{
 		Output: img, OverlayDir: overlay, Compress: "lz4",
-		Images: []string{"demo/web:1.0=oci:" + layout + ":" + demoImageTag},
+		Images: []string{"demo/web:1.0=oci:" + layout + ":" + vm.ServerImageTag},
 	}
 	if err := vm.BuildInitramfs(ctx, host, build); err != nil {
 		return err

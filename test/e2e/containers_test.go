@@ -69,7 +69,7 @@ func TestContainers(t *testing.T) {
 	files := vm.Overlay{
 		"etc/photon/init.yaml": "registries:\n  insecure: [\"" + guestRegistry + "\"]\n",
 		// Line 3 misspells a field.
-		"etc/photon/containers/broken.yaml": "# e2e: a broken manifest\nimage: oci:/images/oci:latest\ncomand: [/bin/httpserver]\n",
+		"etc/photon/containers/broken.yaml":  "# e2e: a broken manifest\nimage: oci:/images/oci:latest\ncomand: [/bin/httpserver]\n",
 		"etc/photon/containers/missing.yaml": "image: oci:/images/nothing-here:latest\n",
 	}
 	var ports []int

@@ -1,4 +1,4 @@
-package main
+package vm
 
 import (
 	"archive/tar"
@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 
 	"github.com/opencontainers/go-digest"
@@ -19,13 +20,19 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// demoImageTag is the tag of the demo image in its OCI layout.
-const demoImageTag = "latest"
+// ServerImageTag is the tag of the server image in its OCI layout.
+const ServerImageTag = "latest"
 
-// buildDemoImage compiles the project's small HTTP server (static) and
-// writes it as a one-layer OCI image layout in dir, tagged demoImageTag:
-// the same kind of image users bring, made without any external tool.
-func buildDemoImage(ctx context.Context, repo, dir string) error {
+// ServerReady matches the line the server image prints once it listens,
+// with the guest uptime at which it started (see ParseUptime).
+var ServerReady = regexp.MustCompile(`httpserver: listening on :\d+ uptime=(\d+\.\d+)`)
+
+// BuildServerImage compiles the project's small HTTP server
+// (internal/testimage/httpserver, static) and writes it as a one-layer OCI
+// image layout in dir, tagged ServerImageTag: the same kind of image users
+// bring, made without any external tool. The demo and the benchmark boot
+// it.
+func BuildServerImage(ctx context.Context, repo, dir string) error {
 	work, err := os.MkdirTemp("", "photon-demo-")
 	if err != nil {
 		return err
@@ -75,7 +82,7 @@ func buildDemoImage(ctx context.Context, repo, dir string) error {
 		return err
 	}
 	manifestDesc := w.blob(ocispec.MediaTypeImageManifest, manifest)
-	manifestDesc.Annotations = map[string]string{ocispec.AnnotationRefName: demoImageTag}
+	manifestDesc.Annotations = map[string]string{ocispec.AnnotationRefName: ServerImageTag}
 	index, err := json.Marshal(ocispec.Index{
 		Versioned: specs.Versioned{SchemaVersion: 2},
 		MediaType: ocispec.MediaTypeImageIndex,

@@ -57,6 +57,11 @@ type Container struct {
 	DependsOn   map[string]Dependency `yaml:"depends_on"`
 	Healthcheck *Healthcheck          `yaml:"healthcheck"`
 
+	// Watchdog, when set, is the sd_notify watchdog interval: the
+	// container gets WATCHDOG_USEC and must send WATCHDOG=1 at least this
+	// often, or it is restarted (our own key; 0 = no watchdog).
+	Watchdog time.Duration `yaml:"watchdog"`
+
 	// Logging holds per-container log settings (file rotation).
 	Logging *Logging `yaml:"logging"`
 }

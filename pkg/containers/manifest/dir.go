@@ -39,6 +39,8 @@ type loaded struct {
 //     naming the other file;
 //   - depends_on naming a container that has no manifest, or whose
 //     manifest is rejected (unless the dependency has required: false);
+//     the pseudo-dependency network-online (NetworkOnline) is not a
+//     container and needs no manifest;
 //   - network_mode container:NAME naming such a container;
 //   - dependency cycles ("dependency cycle: a -> b -> a"), every member
 //     rejected.
@@ -155,7 +157,7 @@ func missingRefs(valid map[string]loaded, badNames map[string]string) []*Error {
 			l := valid[name]
 			var these []*Error
 			for _, dep := range slices.Sorted(maps.Keys(l.c.DependsOn)) {
-				if _, ok := valid[dep]; ok || !l.c.DependsOn[dep].Required {
+				if _, ok := valid[dep]; ok || dep == NetworkOnline || !l.c.DependsOn[dep].Required {
 					continue
 				}
 				p := l.d.placedDeps[dep]

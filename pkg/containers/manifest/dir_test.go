@@ -80,6 +80,16 @@ func TestLoadDir(t *testing.T) {
 			},
 		},
 		{
+			name: "network-online is not a container",
+			files: map[string]string{
+				"a.yaml": "image: x\ndepends_on: [network-online, b]\n",
+				"b.yaml": "image: x\ndepends_on:\n  network-online: {condition: service_started}\n",
+				"c.yaml": "image: x\nnetwork_mode: container:network-online\n",
+			},
+			want: "a,b",
+			errs: []string{"c.yaml:2: field network_mode: shares the network of network-online, but no manifest defines network-online"},
+		},
+		{
 			name: "dependency on a bad file",
 			files: map[string]string{
 				"a.yaml": "image: x\ndepends_on: [b]\n",

@@ -175,7 +175,7 @@ func (d *decoder) container(root *yaml.Node) *Container {
 	}
 	known := map[string]fieldFunc{
 		"name": func(n *yaml.Node, f string) {
-			setStr(&c.Name, checkName)(n, f)
+			setStr(&c.Name, checkContainerName)(n, f)
 			nameSet = true
 		},
 		"image": func(n *yaml.Node, f string) {
@@ -219,6 +219,7 @@ func (d *decoder) container(root *yaml.Node) *Container {
 		}),
 		"depends_on":  func(n *yaml.Node, f string) { c.DependsOn = d.dependsOn(n, f) },
 		"healthcheck": func(n *yaml.Node, f string) { c.Healthcheck = d.healthcheck(n, f) },
+		"watchdog":    func(n *yaml.Node, f string) { c.Watchdog = d.watchdog(n, f) },
 		"logging":     func(n *yaml.Node, f string) { c.Logging = d.logging(n, f) },
 	}
 	for k, h := range known {
@@ -242,7 +243,7 @@ func (d *decoder) container(root *yaml.Node) *Container {
 	if !nameSet {
 		base := filepath.Base(d.file)
 		c.Name = strings.TrimSuffix(base, filepath.Ext(base))
-		if err := checkName(c.Name); err != nil {
+		if err := checkContainerName(c.Name); err != nil {
 			d.errs = append(d.errs, &Error{File: d.file, Field: "name",
 				Msg: fmt.Sprintf("the file name gives the container name, and %v; rename the file or set name", err)})
 		}
@@ -251,6 +252,15 @@ func (d *decoder) container(root *yaml.Node) *Container {
 	d.crossChecks(c, lines)
 	d.nameNode, d.networkNode = lines["name"], lines["network_mode"]
 	return c
+}
+
+// checkContainerName validates the name a container is given: a valid
+// name that is not reserved for a pseudo-dependency.
+func checkContainerName(s string) error {
+	if s == NetworkOnline {
+		return fmt.Errorf("%q is reserved: depends_on: [%s] waits for the machine's network", s, NetworkOnline)
+	}
+	return checkName(s)
 }
 
 // checkName validates a container name.
@@ -834,6 +844,13 @@ const (
 	ConditionReady     = "service_ready"
 )
 
+// NetworkOnline is the pseudo-dependency on the machine's network:
+// `depends_on: [network-online]` holds a container until the network is
+// online. It is not a container: no manifest defines it and no container
+// may take its name; its only condition is service_started, and it takes
+// no restart.
+const NetworkOnline = "network-online"
+
 // dependsOn decodes a list of names or a mapping name -> {condition,
 // required, restart}.
 func (d *decoder) dependsOn(n *yaml.Node, field string) map[string]Dependency {
@@ -889,10 +906,35 @@ func (d *decoder) dependsOn(n *yaml.Node, field string) map[string]Dependency {
 				"restart":  func(n *yaml.Node, f string) { dep.Restart, _ = d.boolean(n, f) },
 			}, nil)
 		}
+		if e.key == NetworkOnline {
+			d.checkNetworkOnline(e.val, f, dep)
+		}
 		out[e.key] = dep
 		d.placedDeps[e.key] = placed{e.key, f, e.keyNode}
 	}
 	return out
+}
+
+// checkNetworkOnline refuses what the network pseudo-dependency cannot
+// mean: a condition other than service_started, or restart.
+func (d *decoder) checkNetworkOnline(n *yaml.Node, field string, dep Dependency) {
+	if dep.Condition != ConditionStarted {
+		d.errorf(n, join(field, "condition"), "%s takes only %s (the network is online or not)", NetworkOnline, ConditionStarted)
+	}
+	if dep.Restart {
+		d.errorf(n, join(field, "restart"), "%s is not a container and never restarts", NetworkOnline)
+	}
+}
+
+// watchdog decodes the sd_notify watchdog interval: a Compose duration,
+// 0 for none, else at least 1ms.
+func (d *decoder) watchdog(n *yaml.Node, field string) time.Duration {
+	v, ok := d.duration(n, field)
+	if ok && v > 0 && v < time.Millisecond {
+		d.errorf(n, field, "must be 0 (no watchdog) or at least 1ms")
+		return 0
+	}
+	return v
 }
 
 // healthcheck decodes Compose's healthcheck block.

@@ -218,6 +218,23 @@ env_file:
 			},
 		},
 		{
+			name: "watchdog and network-online",
+			text: "image: a\nwatchdog: 1m30s\ndepends_on:\n  network-online:\n  db: {condition: service_ready, restart: true}\n",
+			want: &Container{
+				Name: "web", File: "web.yaml", Image: "a", Watchdog: 90 * time.Second,
+				DependsOn: map[string]Dependency{
+					NetworkOnline: {Condition: ConditionStarted, Required: true},
+					"db":          {Condition: ConditionReady, Required: true, Restart: true},
+				},
+			},
+		},
+		{
+			name: "watchdog off",
+			text: "image: a\nwatchdog: 0s\ndepends_on: [network-online]\n",
+			want: &Container{Name: "web", File: "web.yaml", Image: "a",
+				DependsOn: map[string]Dependency{NetworkOnline: {Condition: ConditionStarted, Required: true}}},
+		},
+		{
 			name: "nulls are unset",
 			text: "image: a\ncommand:\nports: ~\nrestart: null\n",
 			want: &Container{Name: "web", File: "web.yaml", Image: "a"},
@@ -246,6 +263,15 @@ func TestParseBad(t *testing.T) {
 	}{
 		{name: "empty", text: "", want: []string{"web.yaml:1: field image: required (the manifest is empty)"}},
 		{name: "missing image", text: "command: x\n", want: []string{"web.yaml:1: field image: required"}},
+		{name: "watchdog unit", text: "image: a\nwatchdog: 10\n", want: []string{`web.yaml:2: field watchdog: "10" needs a unit, such as 10s`}},
+		{name: "watchdog tiny", text: "image: a\nwatchdog: 10us\n", want: []string{"web.yaml:2: field watchdog: must be 0 (no watchdog) or at least 1ms"}},
+		{name: "watchdog list", text: "image: a\nwatchdog: [1s]\n", want: []string{"web.yaml:2: field watchdog: expected a string, found a list"}},
+		{name: "network-online condition", text: "image: a\ndepends_on:\n  network-online: {condition: service_healthy, restart: true}\n", want: []string{
+			"web.yaml:3: field depends_on.network-online.condition: network-online takes only service_started",
+			"web.yaml:3: field depends_on.network-online.restart: network-online is not a container and never restarts",
+		}},
+		{name: "network-online reserved", text: "image: a\nname: network-online\n", want: []string{`web.yaml:2: field name: "network-online" is reserved`}},
+		{name: "network-online file name", file: "network-online.yaml", text: "image: a\n", want: []string{`network-online.yaml: field name: the file name gives the container name, and "network-online" is reserved`}},
 		{name: "unknown field", text: "image: a\nimgae: b\n", want: []string{"web.yaml:2: field imgae: unknown field (did you mean image?)"}},
 		{name: "unknown nested", text: "image: a\nhealthcheck:\n  intervall: 1s\n", want: []string{"web.yaml:3: field healthcheck.intervall: unknown field (did you mean interval?)"}},
 		{name: "compose only", text: "image: a\ncontainer_name: x\n", want: []string{"web.yaml:2: field container_name: not supported by photon-init: use name"}},

@@ -16,6 +16,9 @@
 #   umoci skopeo bzip2  test images (internal/testimage) and layer formats
 #   docker-registry     a real registry (distribution 2.8) for pull tests,
 #                       started by the tests on a port of their own
+#   e2fsprogs xfsprogs dosfstools btrfs-progs fdisk
+#                       filesystem and partition images for pkg/blockdev,
+#                       pkg/mounts and the storage VM tests
 set -euo pipefail
 
 packages=(
@@ -25,6 +28,7 @@ packages=(
 	gcc libc6-dev make git ca-certificates libseccomp-dev
 	umoci skopeo bzip2
 	docker-registry
+	e2fsprogs xfsprogs dosfstools btrfs-progs fdisk
 )
 
 installed() {

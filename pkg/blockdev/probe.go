@@ -118,8 +118,8 @@ const (
 	extCompatHasJournal  = 0x0004
 	extIncompatJournalDv = 0x0008
 	// Features ext2 and ext3 know; anything else makes ext4.
-	ext2IncompatSupp = 0x0002 | 0x0010         // FILETYPE | META_BG
-	ext3IncompatSupp = ext2IncompatSupp | 0x04 // + RECOVER
+	ext2IncompatSupp = 0x0002 | 0x0010          // FILETYPE | META_BG
+	ext3IncompatSupp = ext2IncompatSupp | 0x04  // + RECOVER
 	extROCompatSupp  = 0x0001 | 0x0002 | 0x0004 // SPARSE_SUPER | LARGE_FILE | BTREE_DIR
 )
 

@@ -1,20 +1,31 @@
 // Package logs carries a container's stdout and stderr, line by line, to
-// its log file and to the console.
+// its log file, to the console and to an in-memory ring for the control API.
 //
-// A Sink belongs to one container. Each stream gets a Writer (an
+// A Sink belongs to one run of one container. Each stream gets a Writer (an
 // io.WriteCloser that the container's pipe is copied into); the Writer cuts
 // what it receives into lines and hands each write's lines, as one batch, to
-// the Sink's destinations:
+// the Sink's destinations, in this order:
 //
 //   - the log file LOGDIR/NAME.log, opened for appending and created 0640,
 //     one line per record in the CRI log format that kubelet and crictl use:
 //     "TIME STREAM TAG TEXT", TIME in RFC 3339 with nanoseconds (UTC), STREAM
 //     "stdout" or "stderr", TAG "F" for a full line or "P" for a piece of a
-//     line that goes on in the next record (see AppendRecord, ParseRecord);
+//     line that goes on in the next record (see AppendRecord, ParseRecord).
+//     The file is rotated by size (see Rotation): NAME.log becomes
+//     NAME.log.1, NAME.log.1 becomes NAME.log.2 and so on, keeping
+//     Rotation.MaxFiles rotated files. Rotation happens between records, so
+//     every line is in exactly one file, and readers open the files by name
+//     (see Ring.Stream, which reads them without gap or duplicate);
 //   - the console, each line written whole in one Write as "[NAME] TEXT\n",
-//     a continuation piece of a split line as "[NAME]+ TEXT\n";
-//   - any further Destination given in Options (the supervision work adds
-//     an in-memory ring and console rate limiting this way).
+//     a continuation piece of a split line as "[NAME]+ TEXT\n", at most
+//     ConsoleLimit.LinesPerSecond lines a second with bursts of
+//     ConsoleLimit.Burst (a token bucket). Lines over the limit are counted
+//     and the count reported on the console every ConsoleLimit.ReportEvery
+//     while lines are being dropped, and when the Sink closes:
+//     "[NAME] 1234 lines not shown; see /var/log/photon/NAME.log";
+//   - any further Destination given in Options, such as a Ring (see Rings),
+//     which keeps the last lines in memory for the control API's tail,
+//     since and follow.
 //
 // A line longer than Options.MaxLine (DefaultMaxLine, 16 KiB) is split into
 // pieces of that size; a last line that the stream ends without a newline is
@@ -23,11 +34,15 @@
 // The console must not block: pass pkg/boot/console's Console, which queues
 // per device and drops (counting) when a slow serial line falls behind, so a
 // container writing as fast as it can is never slowed to the console's
-// speed. The file gets every line: a batch is one write(2).
+// speed. The file gets every line: a batch is one write(2) (two around a
+// rotation).
 //
 // A Writer never returns an error to its caller: a failing destination is
 // reported on Options.Log (once until it recovers) and the container goes
 // on, since making its pipe fill up would stop the container.
+//
+// One Sink at a time may write a container's file: a Sink counts the file's
+// size itself to decide when to rotate.
 package logs
 
 import (
@@ -36,7 +51,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -73,6 +87,11 @@ type Line struct {
 	// Continued says that this Line continues the previous Line of the
 	// same stream.
 	Continued bool
+
+	// pos is where the Sink's log file got the line's record; the file
+	// destination sets it before the further destinations see the line
+	// (a Ring uses it to join its lines to the files' exactly).
+	pos position
 }
 
 // Destination receives a container's lines.
@@ -89,9 +108,15 @@ type Options struct {
 	// Dir is the directory of log files; the file is Dir/NAME.log. ""
 	// writes no file.
 	Dir string
+	// Rotation limits the log file's size; the zero value means
+	// DefaultMaxSize and DefaultMaxFiles.
+	Rotation Rotation
 	// Console receives "[NAME] TEXT\n" lines; nil writes none. It must not
 	// block (see the package documentation).
 	Console io.Writer
+	// ConsoleLimit limits the lines written to the Console; the zero value
+	// means the defaults (DefaultConsoleLinesPerSecond, ...).
+	ConsoleLimit ConsoleLimit
 	// MaxLine is the longest record; 0 means DefaultMaxLine.
 	MaxLine int
 	// Destinations are further destinations, after the file and the
@@ -140,15 +165,15 @@ func Open(name string, opts Options) (*Sink, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if opts.Dir != "" {
-		f, err := openFile(opts.Dir, name)
+		f, err := openFile(opts.Dir, name, opts.Rotation)
 		if err != nil {
 			return nil, err
 		}
-		s.path = f.f.Name()
+		s.path = f.path
 		s.dests = append(s.dests, f)
 	}
 	if opts.Console != nil {
-		s.dests = append(s.dests, &consoleDest{w: opts.Console, prefix: "[" + name + "] ", contPrefix: "[" + name + "]+ "})
+		s.dests = append(s.dests, newConsoleDest(opts.Console, name, s.path, opts.ConsoleLimit, s.now, s.log))
 	}
 	s.dests = append(s.dests, opts.Destinations...)
 	s.failing = make([]bool, len(s.dests))
@@ -294,67 +319,5 @@ func (w *writer) Close() error {
 	line := Line{Stream: w.stream, Time: w.sink.now(), Text: w.pending, Continued: w.cont}
 	w.sink.emit([]Line{line})
 	w.pending = nil
-	return nil
-}
-
-// consoleDest writes each line whole, with the container's name in front.
-type consoleDest struct {
-	w          io.Writer
-	prefix     string
-	contPrefix string
-	buf        []byte
-}
-
-func (c *consoleDest) Write(lines []Line) error {
-	var firstErr error
-	for _, l := range lines {
-		p := c.prefix
-		if l.Continued {
-			p = c.contPrefix
-		}
-		c.buf = append(append(append(c.buf[:0], p...), l.Text...), '\n')
-		if _, err := c.w.Write(c.buf); err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("console: %w", err)
-		}
-	}
-	return firstErr
-}
-
-func (c *consoleDest) Close() error { return nil }
-
-// fileDest appends records to the container's log file.
-type fileDest struct {
-	f   *os.File
-	buf []byte
-}
-
-// openFile opens dir/name.log for appending, creating dir and the file.
-func openFile(dir, name string) (*fileDest, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("logs: create %s: %w", dir, err)
-	}
-	path := filepath.Join(dir, name+".log")
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, FileMode)
-	if err != nil {
-		return nil, fmt.Errorf("logs: open %s: %w", path, err)
-	}
-	return &fileDest{f: f}, nil
-}
-
-func (d *fileDest) Write(lines []Line) error {
-	d.buf = d.buf[:0]
-	for _, l := range lines {
-		d.buf = AppendRecord(d.buf, l)
-	}
-	if _, err := d.f.Write(d.buf); err != nil {
-		return fmt.Errorf("write %s: %w", d.f.Name(), err)
-	}
-	return nil
-}
-
-func (d *fileDest) Close() error {
-	if err := d.f.Close(); err != nil {
-		return fmt.Errorf("logs: close %s: %w", d.f.Name(), err)
-	}
 	return nil
 }

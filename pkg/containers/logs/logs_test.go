@@ -253,12 +253,16 @@ func TestFastWriterNotSlowedBySlowConsole(t *testing.T) {
 	if elapsed > 5*time.Second {
 		t.Fatalf("96000 lines took %v: the writer waited for the console", elapsed)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "fast.log"))
+	// 13 MB of records: one rotation at the default 10 MiB.
+	entries, err := TailFiles(dir, "fast", All)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := bytes.Count(data, []byte("\n")); n != 320*chunks {
-		t.Fatalf("file has %d lines, want %d: the file must lose nothing", n, 320*chunks)
+	if n := len(entries); n != 320*chunks {
+		t.Fatalf("files have %d lines, want %d: the file must lose nothing", n, 320*chunks)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "fast.log.1")); err != nil {
+		t.Errorf("no rotation at the default size: %v", err)
 	}
 	t.Logf("96000 lines in %v", elapsed)
 }

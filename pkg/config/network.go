@@ -20,6 +20,38 @@ type Network struct {
 	Interfaces []Interface `yaml:"interfaces"`
 	// DNS is resolver configuration added before what leases bring.
 	DNS DNS `yaml:"dns"`
+	// Bridge configures the bridge of containers with bridge networking
+	// (network_mode bridge, the default); unset fields take the
+	// runtime's defaults (photon0, 10.88.0.0/16).
+	Bridge Bridge `yaml:"bridge"`
+}
+
+// Bridge is the containers' bridge network.
+type Bridge struct {
+	// Name is the bridge link's name.
+	Name string `yaml:"name"`
+	// Subnet is the IPv4 network of the containers ("10.88.0.0/16"); the
+	// bridge takes its first address, containers the following ones.
+	Subnet string `yaml:"subnet"`
+}
+
+// ParseSubnet parses a bridge subnet: an IPv4 network prefix (no host
+// bits set) from /8 to /30.
+func ParseSubnet(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 network prefix (10.88.0.0/16)", s)
+	}
+	if !p.Addr().Is4() {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 prefix: the bridge network is IPv4 only", s)
+	}
+	if p.Masked() != p {
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set: the network is %s", s, p.Masked())
+	}
+	if p.Bits() < 8 || p.Bits() > 30 {
+		return netip.Prefix{}, fmt.Errorf("%q: the prefix length must be between 8 and 30", s)
+	}
+	return p, nil
 }
 
 // Interface configures the links it matches: by name (exact or a glob such
@@ -116,6 +148,14 @@ func ValidLinkName(s string) bool {
 func (n *Network) validate(root *yaml.Node, add func(line int, format string, a ...any)) {
 	for i := range n.Interfaces {
 		n.Interfaces[i].validate(root, strconv.Itoa(i), add)
+	}
+	if b := n.Bridge.Name; b != "" && !ValidLinkName(b) {
+		add(lineOf(root, "network", "bridge", "name"), "network.bridge.name: %q is not a link name (at most 15 characters, no '/', ':' or spaces)", b)
+	}
+	if s := n.Bridge.Subnet; s != "" {
+		if _, err := ParseSubnet(s); err != nil {
+			add(lineOf(root, "network", "bridge", "subnet"), "network.bridge.subnet: %v", err)
+		}
 	}
 	for i, s := range n.DNS.Nameservers {
 		if _, err := netip.ParseAddr(s); err != nil {

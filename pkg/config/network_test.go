@@ -104,3 +104,26 @@ func TestValidLinkName(t *testing.T) {
 		}
 	}
 }
+
+func TestParseBridge(t *testing.T) {
+	cfg, err := Parse("/etc/photon/init.yaml", []byte("network:\n  bridge:\n    name: br-ctr\n    subnet: 172.30.0.0/24\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Network.Bridge.Name != "br-ctr" || cfg.Network.Bridge.Subnet != "172.30.0.0/24" {
+		t.Errorf("bridge %+v", cfg.Network.Bridge)
+	}
+	errs := []struct{ text, want string }{
+		{"network:\n  bridge:\n    name: a-very-long-bridge-name\n", `init.yaml:3: network.bridge.name: "a-very-long-bridge-name" is not a link name`},
+		{"network:\n  bridge:\n    subnet: 10.88.0.1/16\n", `init.yaml:3: network.bridge.subnet: "10.88.0.1/16" has host bits set: the network is 10.88.0.0/16`},
+		{"network:\n  bridge:\n    subnet: fd00::/64\n", `init.yaml:3: network.bridge.subnet: "fd00::/64" is not an IPv4 prefix`},
+		{"network:\n  bridge:\n    subnet: 10.0.0.0/31\n", `init.yaml:3: network.bridge.subnet: "10.0.0.0/31": the prefix length must be between 8 and 30`},
+		{"network:\n  bridge:\n    subnet: ten\n", `init.yaml:3: network.bridge.subnet: "ten" is not an IPv4 network prefix`},
+		{"network:\n  bridge:\n    nmae: x\n", "init.yaml:3: field nmae not found in type config.Bridge"},
+	}
+	for _, tt := range errs {
+		if _, err := Parse("/etc/photon/init.yaml", []byte(tt.text)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %v, want %q", tt.text, err, tt.want)
+		}
+	}
+}

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -20,6 +19,7 @@ import (
 	"github.com/photon-init/photon-init/internal/safe"
 	"github.com/photon-init/photon-init/pkg/containers/logs"
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
+	"github.com/photon-init/photon-init/pkg/containers/notify"
 )
 
 // ErrNotRunning is returned when signalling a container whose process is
@@ -41,22 +41,33 @@ type Exit struct {
 	Code int
 	// Signal is the signal that killed it, or 0.
 	Signal syscall.Signal
-	// OOM says that the kernel's OOM killer killed a process of the
-	// container (the cgroup's oom_kill count is not zero).
+	// OOM says that the kernel's OOM killer killed the first process:
+	// it died of SIGKILL that photon-init did not send (Stop, Destroy,
+	// Signal) while the cgroup's OOM kill count rose during this run.
 	OOM bool
+	// OOMKills is the number of the container's processes the OOM
+	// killer killed during this run (the first one included); also
+	// reported while it runs, through OOMEvents.
+	OOMKills uint64
 	// Time is when the exit was seen.
 	Time time.Time
 }
 
-// String describes the exit: "exit 0", "exit 137 (SIGKILL, OOM killed)".
+// String describes the exit: "exit 0", "exit 137 (SIGKILL, OOM killed)",
+// "exit 1 (1 process OOM-killed)".
 func (e Exit) String() string {
 	s := fmt.Sprintf("exit %d", e.Code)
 	var notes []string
 	if e.Signal != 0 {
 		notes = append(notes, unix.SignalName(e.Signal))
 	}
-	if e.OOM {
+	switch {
+	case e.OOM:
 		notes = append(notes, "OOM killed")
+	case e.OOMKills == 1:
+		notes = append(notes, "1 process OOM-killed")
+	case e.OOMKills > 1:
+		notes = append(notes, fmt.Sprintf("%d processes OOM-killed", e.OOMKills))
 	}
 	for i, n := range notes {
 		if i == 0 {
@@ -85,14 +96,21 @@ const (
 // to run it again, Destroy it and Create it anew (the writable layer is
 // kept when the manifest is unchanged).
 type Container struct {
-	rt    *Runtime
-	name  string
-	l     *layout
-	spec  *specs.Spec
-	lc    *libcontainer.Container
-	mode  string
-	stop  syscall.Signal
-	grace time.Duration
+	rt       *Runtime
+	name     string
+	l        *layout
+	spec     *specs.Spec
+	lc       *libcontainer.Container
+	mode     string
+	stop     syscall.Signal
+	grace    time.Duration
+	watchdog time.Duration
+	notify   *notify.Listener // nil when a user mount took the socket's place
+	oomCh    chan OOMEvent    // closed when the first process has exited
+
+	// sigkilled: photon-init sent SIGKILL (so such an exit is not an OOM
+	// kill of the first process).
+	sigkilled atomic.Bool
 
 	mu      sync.Mutex
 	state   state
@@ -104,7 +122,7 @@ type Container struct {
 	exitErr error
 }
 
-func newContainer(r *Runtime, name string, l *layout, p *plan, lc *libcontainer.Container, mode string) *Container {
+func newContainer(r *Runtime, name string, l *layout, p *plan, lc *libcontainer.Container, mode string, nl *notify.Listener) *Container {
 	stop := syscall.SIGTERM
 	if p.stopSignal != "" {
 		if s, err := manifest.ParseSignal(p.stopSignal); err == nil {
@@ -113,8 +131,9 @@ func newContainer(r *Runtime, name string, l *layout, p *plan, lc *libcontainer.
 	}
 	return &Container{
 		rt: r, name: name, l: l, spec: p.spec, lc: lc, mode: mode,
-		stop: stop, grace: p.stopGrace,
-		done: make(chan struct{}),
+		stop: stop, grace: p.stopGrace, watchdog: p.watchdog, notify: nl,
+		oomCh: make(chan OOMEvent, oomEventBuffer),
+		done:  make(chan struct{}),
 	}
 }
 
@@ -138,6 +157,54 @@ func (c *Container) StopSignal() syscall.Signal { return c.stop }
 // StopGrace is how long Stop waits before it kills: the manifest's
 // stop_grace_period, else DefaultStopGrace.
 func (c *Container) StopGrace() time.Duration { return c.grace }
+
+// Watchdog is the manifest's watchdog interval (WATCHDOG_USEC in the
+// container's environment), or 0 when it has none or when the container
+// has no notify socket. The supervisor restarts the container when no
+// WATCHDOG=1 arrives within it.
+func (c *Container) Watchdog() time.Duration {
+	if c.notify == nil {
+		return 0
+	}
+	return c.watchdog
+}
+
+// NotifySocket is the container's sd_notify socket on the host, or ""
+// when it has none. Inside the container it is NotifySocketPath.
+func (c *Container) NotifySocket() string {
+	if c.notify == nil {
+		return ""
+	}
+	return c.notify.Path()
+}
+
+// Notifications delivers what the container's processes send to
+// $NOTIFY_SOCKET (READY=1, STATUS=..., WATCHDOG=1, ...; see package
+// notify), from Create on. It never blocks the container: while the
+// consumer is slow, messages that change no state are merged, and READY,
+// RELOADING, STOPPING and WATCHDOG=trigger are kept in order. It is closed
+// once the first process has exited (or its start failed, or the
+// container was destroyed) and what was received before is delivered. A
+// container without a socket gets a closed channel.
+func (c *Container) Notifications() <-chan notify.Message {
+	if c.notify == nil {
+		ch := make(chan notify.Message)
+		close(ch)
+		return ch
+	}
+	return c.notify.Messages()
+}
+
+// OOMEvents reports OOM kills of the container's processes while it runs,
+// the first process's own included, as the kernel counts them in the
+// container's memory cgroup (cgroup v2: memory.events, watched with
+// inotify; v1: memory.oom_control through an eventfd). It never blocks
+// the watcher: when the buffer is full, later events carry the kills of
+// dropped ones. It is closed once the first process has exited, after a
+// last event for kills not reported yet. On cgroup v1 an OOM kill caused
+// by the whole machine running out of memory (not by the container's
+// limit) sends no notification and shows only in Exit.OOMKills.
+func (c *Container) OOMEvents() <-chan OOMEvent { return c.oomCh }
 
 // Pid is the container's first process in photon-init's PID namespace,
 // or 0 when it is not running.
@@ -172,107 +239,108 @@ func (c *Container) Start(ctx context.Context) error {
 	}
 	sink, err := logs.Open(c.name, lo)
 	if err != nil {
+		c.failStart(err)
 		return fmt.Errorf("start container %s: %w", c.name, err)
 	}
 	p, err := newProcess(c.spec.Process)
 	if err != nil {
 		sink.Close()
+		c.failStart(err)
 		return fmt.Errorf("start container %s: %w", c.name, err)
 	}
 	p.Init = true
-	pid, wait, err := c.startProcess(p, sink)
+	sp, err := c.startProcess(p, procIO{
+		stdout: sink.Writer(logs.Stdout), stderr: sink.Writer(logs.Stderr), closeWriters: true,
+	})
 	if err != nil {
 		sink.Close()
-		c.state = stateExited
-		c.exit, c.exitErr = Exit{Code: -1, Time: time.Now()}, err
-		close(c.done)
+		c.failStart(err)
 		return fmt.Errorf("start container %s: %w", c.name, err)
 	}
 	if st, err := c.lc.State(); err == nil {
 		c.cgPaths = st.CgroupPaths
 	}
-	c.sink, c.pid, c.state = sink, pid, stateRunning
-	safe.Go(c.rt.log, "container "+c.name+" wait", func() { c.waitInit(wait) })
+	oom := c.watchOOM()
+	c.sink, c.pid, c.state = sink, sp.pid, stateRunning
+	safe.Go(c.rt.log, "container "+c.name+" wait", func() { c.waitInit(sp, oom) })
 	return nil
 }
 
-// startProcess starts p in the container, through the reaper, with its
-// output piped into sink. It returns the pid and a function that waits
-// for the process (then releases it to the reaper) and for its output to
-// drain. Exec (a later issue) starts further processes the same way.
-func (c *Container) startProcess(p *libcontainer.Process, sink *logs.Sink) (int, func() (*os.ProcessState, error), error) {
-	outR, outW, err := os.Pipe()
+// failStart records a start that failed before the first process ran.
+// c.mu is held.
+func (c *Container) failStart(err error) {
+	c.state = stateExited
+	c.exit, c.exitErr = Exit{Code: -1, Time: time.Now()}, err
+	close(c.oomCh)
+	c.closeNotify()
+	close(c.done)
+}
+
+// closeNotify stops the notify socket (what it received is still
+// delivered).
+func (c *Container) closeNotify() {
+	if c.notify == nil {
+		return
+	}
+	if err := c.notify.Close(); err != nil {
+		c.rt.log.Warn("container: close the notify socket", "container", c.name, "err", err)
+	}
+}
+
+// oomState follows the OOM kills of one run of the first process.
+type oomState struct {
+	dir      string
+	v2       bool
+	base     uint64 // the count when the process started
+	readable bool   // the count could be read at the start
+	watch    *oomWatch
+	done     chan struct{} // closed when the watcher has stopped
+	reported uint64        // kills reported as events; after done, owned by waitInit
+}
+
+// watchOOM reads the cgroup's OOM kill count and starts watching it.
+// c.mu is held and c.cgPaths is set.
+func (c *Container) watchOOM() *oomState {
+	o := &oomState{done: make(chan struct{})}
+	o.dir, o.v2 = memoryCgroup(c.cgPaths)
+	n, err := oomCount(o.dir, o.v2)
 	if err != nil {
-		return 0, nil, fmt.Errorf("stdout pipe: %w", err)
+		c.rt.log.Debug("container: no OOM kill count (no memory cgroup?)", "container", c.name, "err", err)
+		close(o.done)
+		return o
 	}
-	errR, errW, err := os.Pipe()
+	o.base, o.readable = n, true
+	w, err := newOOMWatch(o.dir, o.v2)
 	if err != nil {
-		outR.Close()
-		outW.Close()
-		return 0, nil, fmt.Errorf("stderr pipe: %w", err)
+		c.rt.log.Warn("container: OOM kills will be seen only at exit", "container", c.name, "err", err)
+		close(o.done)
+		return o
 	}
-	p.Stdout, p.Stderr = outW, errW // *os.File: no copying goroutines in os/exec
-	var pid int
-	run := c.lc.Start
-	if p.Init {
-		run = c.lc.Run
-	}
-	err = c.rt.opts.Reaper.Exclusive(func() ([]int, error) {
-		err := run(p)
-		if n, perr := p.Pid(); perr == nil && n > 0 {
-			pid = n
-			return []int{n}, err
-		}
-		return nil, err
+	o.watch = w
+	safe.Go(c.rt.log, "container "+c.name+" OOM watch", func() {
+		defer close(o.done)
+		w.run(o.base, func(count uint64) { c.reportOOM(o, count) })
 	})
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		outR.Close()
-		errR.Close()
-		if pid > 0 {
-			// Whatever libcontainer left of it: wait, then release.
-			safe.Go(c.rt.log, "container "+c.name+" failed start", func() {
-				_, _ = p.Wait()
-				c.rt.opts.Reaper.Release(pid)
-			})
-		}
-		return 0, nil, err
+	return o
+}
+
+// reportOOM sends an event for the kills counted since the last one, if
+// the channel has room.
+func (c *Container) reportOOM(o *oomState, count uint64) {
+	total := count - o.base
+	if total <= o.reported {
+		return
 	}
-	var drained sync.WaitGroup
-	for _, s := range []struct {
-		r      *os.File
-		stream logs.Stream
-	}{{outR, logs.Stdout}, {errR, logs.Stderr}} {
-		drained.Add(1)
-		safe.Go(c.rt.log, "container "+c.name+" "+string(s.stream), func() {
-			defer drained.Done()
-			w := sink.Writer(s.stream)
-			_, _ = io.Copy(w, s.r)
-			w.Close()
-			s.r.Close()
-		})
+	select {
+	case c.oomCh <- OOMEvent{Time: time.Now(), Kills: total - o.reported, Total: total}:
+		o.reported = total
+		c.rt.log.Info("container: OOM kill", "container", c.name, "total", total)
+	default:
 	}
-	wait := func() (*os.ProcessState, error) {
-		ps, err := p.Wait()
-		c.rt.opts.Reaper.Release(pid)
-		// In its own PID namespace every process of the container is
-		// gone with the first one; something that still holds the
-		// pipes (a process outside the namespace) must not hold us.
-		ch := make(chan struct{})
-		go func() { drained.Wait(); close(ch) }()
-		select {
-		case <-ch:
-		case <-time.After(logDrain):
-			c.rt.log.Warn("container: output still open after the process ended; not waiting for it", "container", c.name)
-		}
-		return ps, err
-	}
-	return pid, wait, nil
 }
 
 // waitInit waits for the first process and records its exit.
-func (c *Container) waitInit(wait func() (*os.ProcessState, error)) {
+func (c *Container) waitInit(sp *startedProcess, oom *oomState) {
 	exit := Exit{Code: -1}
 	var exitErr error
 	defer func() {
@@ -281,15 +349,44 @@ func (c *Container) waitInit(wait func() (*os.ProcessState, error)) {
 		c.state = stateExited
 		c.pid = 0
 		c.mu.Unlock()
+		c.closeNotify()
 		close(c.done)
 	}()
-	ps, err := wait()
+	ps, err := sp.wait()
 	exit = exitOf(ps)
 	if ps == nil && err != nil {
 		exitErr = fmt.Errorf("wait for container %s: %w", c.name, err)
 	}
-	exit.OOM = c.oomKilled()
+	exit.OOMKills, exit.OOM = c.finishOOM(oom, exit.Signal == unix.SIGKILL && !c.sigkilled.Load())
 	exit.Time = time.Now()
+}
+
+// finishOOM stops the OOM watcher, reports what it had not, closes
+// OOMEvents and returns the run's kill count and whether the first
+// process was the OOM killer's victim. killedUnexplained says that it
+// died of a SIGKILL that photon-init did not send.
+func (c *Container) finishOOM(o *oomState, killedUnexplained bool) (uint64, bool) {
+	defer close(c.oomCh)
+	if o.watch != nil {
+		o.watch.file.Close()
+	}
+	<-o.done
+	if !o.readable {
+		return 0, false
+	}
+	count, err := oomCount(o.dir, o.v2)
+	// The OOM killer counts its victim just after sending it SIGKILL: a
+	// victim reaped at once may be seen before its kill is counted.
+	for i := 0; killedUnexplained && (err != nil || count == o.base) && i < oomSettleTries/10; i++ {
+		time.Sleep(oomSettleStep)
+		count, err = oomCount(o.dir, o.v2)
+	}
+	if err != nil || count < o.base {
+		return 0, false
+	}
+	c.reportOOM(o, count)
+	kills := count - o.base
+	return kills, killedUnexplained && kills > 0
 }
 
 // exitOf reads an exit from a process state.
@@ -305,20 +402,6 @@ func exitOf(ps *os.ProcessState) Exit {
 		return Exit{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}
 	}
 	return Exit{Code: ws.ExitStatus()}
-}
-
-// oomKilled reports whether the container's cgroup counted an OOM kill.
-func (c *Container) oomKilled() bool {
-	cfg := c.lc.Config()
-	if cfg.Cgroups == nil || len(c.cgPaths) == 0 {
-		return false
-	}
-	m, err := manager.NewWithPaths(cfg.Cgroups, c.cgPaths)
-	if err != nil {
-		return false
-	}
-	n, err := m.OOMKillCount()
-	return err == nil && n > 0
 }
 
 // Wait waits until the container's first process has exited and returns
@@ -349,6 +432,9 @@ func (c *Container) Signal(sig syscall.Signal) error {
 	c.mu.Unlock()
 	if !running {
 		return fmt.Errorf("signal container %s: %w", c.name, ErrNotRunning)
+	}
+	if sig == unix.SIGKILL {
+		c.sigkilled.Store(true)
 	}
 	if err := c.lc.Signal(sig); err != nil {
 		if errors.Is(err, libcontainer.ErrNotRunning) {
@@ -404,8 +490,9 @@ func (c *Container) kill() error {
 }
 
 // Destroy kills the container if it runs, then removes its libcontainer
-// state and cgroup, unmounts its root filesystem and closes its log. The
-// writable layer stays for a later Create (see Runtime.Remove).
+// state and cgroup, its notify socket, unmounts its root filesystem and
+// closes its log. The writable layer stays for a later Create (see
+// Runtime.Remove).
 func (c *Container) Destroy() error {
 	c.mu.Lock()
 	st := c.state
@@ -425,6 +512,10 @@ func (c *Container) Destroy() error {
 	}
 	if err := unmountAll(c.l.rootfs); err != nil {
 		errs = append(errs, err)
+	}
+	c.closeNotify()
+	if err := os.RemoveAll(c.l.notifyDir); err != nil {
+		errs = append(errs, fmt.Errorf("remove the notify socket: %w", err))
 	}
 	c.mu.Lock()
 	if c.sink != nil {

@@ -172,22 +172,24 @@ func tmpfsMount(v manifest.Volume, rest []string) specs.Mount {
 	return specs.Mount{Destination: path.Clean(v.Target), Type: "tmpfs", Source: "tmpfs", Options: o}
 }
 
-// etcMounts bind the generated /etc/hostname, /etc/hosts and
-// /etc/resolv.conf, read-write as in Docker.
-func etcMounts(l *layout) []specs.Mount {
+// generatedMounts bind the generated /etc/hostname, /etc/hosts and
+// /etc/resolv.conf, read-write as in Docker, and the notify socket's
+// directory, read-only (sending to a socket needs no writable mount).
+func generatedMounts(l *layout) []specs.Mount {
 	return []specs.Mount{
 		{Destination: "/etc/hostname", Source: l.hostname, Options: bindOptions(false)},
 		{Destination: "/etc/hosts", Source: l.hosts, Options: bindOptions(false)},
 		{Destination: "/etc/resolv.conf", Source: l.resolvConf, Options: bindOptions(false)},
+		{Destination: NotifySocketDir, Source: l.notifyDir, Options: append(bindOptions(true), "nosuid", "nodev", "noexec")},
 	}
 }
 
 // allMounts orders the mounts: the API filesystems first (less those a
 // user mount replaces), then the others by the depth of their target so
 // that a parent is mounted before what is mounted inside it (Docker's
-// order); the generated /etc files are left out where a user mount
-// provides them.
-func allMounts(defaults, etc, user []specs.Mount) []specs.Mount {
+// order); the generated mounts are left out where a user mount provides
+// them.
+func allMounts(defaults, generated, user []specs.Mount) []specs.Mount {
 	taken := map[string]bool{}
 	for _, m := range user {
 		taken[m.Destination] = true
@@ -199,7 +201,7 @@ func allMounts(defaults, etc, user []specs.Mount) []specs.Mount {
 		}
 	}
 	rest := slices.Clone(user)
-	for _, m := range etc {
+	for _, m := range generated {
 		if !taken[m.Destination] {
 			rest = append(rest, m)
 		}

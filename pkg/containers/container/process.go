@@ -46,13 +46,16 @@ func args(m *manifest.Container, cfg *image.Config) ([]string, error) {
 }
 
 // environment builds the process environment as Docker does: PATH and
-// HOSTNAME first, then the image's Env with the manifest's entries
-// overriding by key (an entry without "=" removes the key), then HOME from
-// the user's passwd entry when nobody set it. TERM is not set: containers
+// HOSTNAME first, then the image's Env, then the runtime's own entries
+// (NOTIFY_SOCKET, WATCHDOG_*: they replace what an image may have baked
+// in), then the manifest's entries overriding by key (an entry without "="
+// removes the key: the operator has the last word), then HOME from the
+// user's passwd entry when nobody set it. TERM is not set: containers
 // have no terminal.
-func environment(m *manifest.Container, cfg *image.Config, hostname, home string) []string {
+func environment(m *manifest.Container, cfg *image.Config, hostname, home string, runtimeEnv []string) []string {
 	env := []string{"PATH=" + DefaultPath, "HOSTNAME=" + hostname}
 	env = mergeEnv(env, cfg.Env)
+	env = mergeEnv(env, runtimeEnv)
 	env = mergeEnv(env, m.Environment)
 	if _, ok := lookupEnv(env, "HOME"); !ok {
 		env = append(env, "HOME="+home)

@@ -26,6 +26,7 @@ import (
 	"github.com/photon-init/photon-init/pkg/containers/image"
 	"github.com/photon-init/photon-init/pkg/containers/logs"
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
+	"github.com/photon-init/photon-init/pkg/containers/notify"
 )
 
 // Default locations.
@@ -35,6 +36,7 @@ const (
 	DefaultLogDir       = "/var/log/photon"
 	DefaultCgroupParent = "/photon"
 	DefaultResolvConf   = "/etc/resolv.conf"
+	DefaultNotifyDir    = "/run/photon/notify"
 )
 
 // Root filesystem modes, as recorded in a container's layer.json.
@@ -66,6 +68,10 @@ type Options struct {
 	// it does not exist the container gets an empty file. Default
 	// DefaultResolvConf.
 	ResolvConf string
+	// NotifyDir holds each container's sd_notify socket, NAME/notify.sock
+	// (tmpfs: a socket must not outlive the boot). Default
+	// DefaultNotifyDir.
+	NotifyDir string
 	// Reaper creates every container process (see pkg/boot/reaper).
 	Reaper *reaper.Reaper
 	// Log receives the runtime's own messages; nil discards them.
@@ -118,11 +124,14 @@ func New(opts Options) (*Runtime, error) {
 	if opts.ResolvConf == "" {
 		opts.ResolvConf = DefaultResolvConf
 	}
+	if opts.NotifyDir == "" {
+		opts.NotifyDir = DefaultNotifyDir
+	}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	for _, d := range []string{opts.StateDir, filepath.Join(opts.DataDir, "containers"), opts.VolumesDir} {
+	for _, d := range []string{opts.StateDir, filepath.Join(opts.DataDir, "containers"), opts.VolumesDir, opts.NotifyDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("container runtime: create %s: %w", d, err)
 		}
@@ -159,8 +168,8 @@ func inputsDigest(m *manifest.Container, img *image.Image) (string, error) {
 // root filesystem mounted (an overlay of the image's layers under the
 // container's writable layer, or a flattened copy where overlayfs is
 // missing), volumes prepared, /etc/hostname, /etc/hosts and
-// /etc/resolv.conf generated, config.json written, and the libcontainer
-// container created. The writable layer of an earlier container of the
+// /etc/resolv.conf generated, config.json written, its notify socket
+// listening (see Notifications), and the libcontainer container created. The writable layer of an earlier container of the
 // same name is kept when the manifest and the image are unchanged, and
 // discarded otherwise; its anonymous volumes are kept in both cases (as
 // Compose does). Remove discards both on request. A container of that
@@ -198,7 +207,7 @@ func (r *Runtime) Create(ctx context.Context, m *manifest.Container, img *image.
 		}
 	}
 
-	l := newLayout(r.opts.DataDir, r.opts.VolumesDir, name)
+	l := r.layout(name)
 	defer func() {
 		if err != nil {
 			if uerr := unmountAll(l.rootfs); uerr != nil {
@@ -218,6 +227,17 @@ func (r *Runtime) Create(ctx context.Context, m *manifest.Container, img *image.
 	if err := r.prepareFiles(ctx, p, l); err != nil {
 		return fail(err)
 	}
+	var nl *notify.Listener
+	if p.notify {
+		if nl, err = notify.Listen(l.notifySock, notify.Options{Log: r.log.With("container", name)}); err != nil {
+			return fail(err)
+		}
+		defer func() {
+			if err != nil {
+				nl.Close()
+			}
+		}()
+	}
 	noPivot, err := needNoPivotRoot()
 	if err != nil {
 		r.log.Warn("container: cannot tell whether pivot_root works; trying it", "err", err)
@@ -235,7 +255,7 @@ func (r *Runtime) Create(ctx context.Context, m *manifest.Container, img *image.
 	if err != nil {
 		return fail(fmt.Errorf("libcontainer: %w", err))
 	}
-	c := newContainer(r, name, l, p, lc, mode)
+	c := newContainer(r, name, l, p, lc, mode, nl)
 	r.mu.Lock()
 	r.live[name] = c
 	r.mu.Unlock()
@@ -392,6 +412,14 @@ func (r *Runtime) prepareFiles(ctx context.Context, p *plan, l *layout) error {
 			return fmt.Errorf("write %s: %w", f.path, err)
 		}
 	}
+	// The container's processes may run as any user: the directory is
+	// searchable by all (the socket is writable by all).
+	if err := os.MkdirAll(l.notifyDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", l.notifyDir, err)
+	}
+	if err := os.Chmod(l.notifyDir, 0o755); err != nil {
+		return fmt.Errorf("chmod %s: %w", l.notifyDir, err)
+	}
 	b, err := json.MarshalIndent(p.spec, "", "\t")
 	if err != nil {
 		return fmt.Errorf("encode config.json: %w", err)
@@ -463,6 +491,11 @@ func prepareVolume(ctx context.Context, rootfs string, v volume) error {
 	return nil
 }
 
+// layout is where the files of the container name live.
+func (r *Runtime) layout(name string) *layout {
+	return newLayout(r.opts.DataDir, r.opts.VolumesDir, r.opts.NotifyDir, name)
+}
+
 // forget drops a name from the live set, if it still maps to c.
 func (r *Runtime) forget(name string, c *Container) {
 	r.mu.Lock()
@@ -486,12 +519,14 @@ func (r *Runtime) Remove(name string) error {
 	if live {
 		return fmt.Errorf("remove container %s: it exists; destroy it first", name)
 	}
-	l := newLayout(r.opts.DataDir, r.opts.VolumesDir, name)
+	l := r.layout(name)
 	if err := unmountAll(l.dir); err != nil {
 		return fmt.Errorf("remove container %s: %w", name, err)
 	}
-	if err := os.RemoveAll(l.dir); err != nil {
-		return fmt.Errorf("remove container %s: %w", name, err)
+	for _, d := range []string{l.dir, l.notifyDir} {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("remove container %s: %w", name, err)
+		}
 	}
 	return nil
 }
@@ -529,6 +564,15 @@ func (r *Runtime) Cleanup(ctx context.Context) error {
 			continue
 		}
 		if err := unmountAll(filepath.Join(containers, d.Name())); err != nil {
+			errs = append(errs, fmt.Errorf("cleanup %s: %w", d.Name(), err))
+		}
+	}
+	sockets, _ := os.ReadDir(r.opts.NotifyDir)
+	for _, d := range sockets {
+		if live[d.Name()] {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(r.opts.NotifyDir, d.Name())); err != nil {
 			errs = append(errs, fmt.Errorf("cleanup %s: %w", d.Name(), err))
 		}
 	}

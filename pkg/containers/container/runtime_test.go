@@ -108,13 +108,38 @@ func (b *lockedBuffer) lines(name string) []string {
 	return out
 }
 
+// lineCapture is a log destination that records every line of one
+// container as the console would show it ("[NAME] TEXT", "[NAME]+ TEXT"
+// for a continued piece), without the console's rate limit, so that tests
+// see all of the output.
+type lineCapture struct {
+	name string
+	buf  *lockedBuffer
+}
+
+func (d lineCapture) Write(lines []logs.Line) error {
+	for _, l := range lines {
+		sep := " "
+		if l.Continued {
+			sep = "+ "
+		}
+		d.buf.Write([]byte("[" + d.name + "]" + sep + string(l.Text) + "\n"))
+	}
+	return nil
+}
+
+func (lineCapture) Close() error { return nil }
+
 // testEnv is a runtime in the test's own namespaces.
 type testEnv struct {
-	rt       *Runtime
-	console  *lockedBuffer
-	dir      string
-	probe    string
-	cgParent string
+	rt *Runtime
+	// console holds every output line of the containers (lineCapture);
+	// the runtime's rate-limited console goes to realConsole.
+	console     *lockedBuffer
+	realConsole *lockedBuffer
+	dir         string
+	probe       string
+	cgParent    string
 }
 
 // rootEnv re-runs the test in new mount and PID namespaces (returning nil
@@ -142,22 +167,27 @@ func rootEnv(t *testing.T, before ...func(t *testing.T)) *testEnv {
 
 	dir := t.TempDir()
 	e := &testEnv{
-		console:  &lockedBuffer{},
-		dir:      dir,
-		probe:    probe,
-		cgParent: fmt.Sprintf("/photon-test-%d", time.Now().UnixNano()),
+		console:     &lockedBuffer{},
+		realConsole: &lockedBuffer{},
+		dir:         dir,
+		probe:       probe,
+		cgParent:    fmt.Sprintf("/photon-test-%d", time.Now().UnixNano()),
 	}
 	t.Cleanup(func() { removeCgroupParent(t, e.cgParent) })
 	os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver 192.0.2.53\n"), 0o644)
 	rt, err := New(Options{
 		StateDir:     filepath.Join(dir, "state"),
+		NotifyDir:    filepath.Join(dir, "notify"),
 		DataDir:      filepath.Join(dir, "data"),
 		LogDir:       filepath.Join(dir, "log"),
 		CgroupParent: e.cgParent,
 		ResolvConf:   filepath.Join(dir, "resolv.conf"),
 		Reaper:       r,
 		Log:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Console:      e.console,
+		Console:      e.realConsole,
+		LogDestinations: func(name string) []logs.Destination {
+			return []logs.Destination{lineCapture{name, e.console}}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -344,7 +374,7 @@ func TestProcessEnvironmentUserAndFiles(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, kv[k], want)
 		}
 	}
-	wantEnv := []string{"PATH=" + DefaultPath, "HOSTNAME=box", "IMAGE_VAR=from-image", "SHARED=manifest", "EXTRA=1", "HOME=/home/app"}
+	wantEnv := []string{"PATH=" + DefaultPath, "HOSTNAME=box", "IMAGE_VAR=from-image", "SHARED=manifest", "NOTIFY_SOCKET=" + NotifySocketPath, "EXTRA=1", "HOME=/home/app"}
 	if !slices.Equal(env, wantEnv) {
 		t.Errorf("env %q\nwant %q", env, wantEnv)
 	}

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"path"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +25,17 @@ const DefaultStopGrace = 10 * time.Second
 const (
 	NetworkHost = "host"
 	NetworkNone = "none"
+)
+
+// The sd_notify socket as the container sees it: its directory on the
+// host (Options.NotifyDir/NAME) is bind-mounted read-only on
+// NotifySocketDir, and NOTIFY_SOCKET names NotifySocketPath. The directory
+// is photon-init's own, so it does not clash with an image's
+// /run/systemd/notify or anything else an image keeps under /run.
+const (
+	NotifySocketDir  = "/run/photon/notify"
+	NotifySocketPath = NotifySocketDir + "/" + notifySocketName
+	notifySocketName = "notify.sock"
 )
 
 // Annotations the runtime writes into the spec.
@@ -44,11 +57,16 @@ type layout struct {
 	meta         string // what the writable layer was made from
 	anonVolumes  string // anonymous volumes of this container
 	namedVolumes string // named volumes of the machine
+	notifyDir    string // the notify socket's directory, mounted on NotifySocketDir
+	notifySock   string // the notify socket
 }
 
-func newLayout(dataDir, volumesDir, name string) *layout {
+func newLayout(dataDir, volumesDir, notifyDir, name string) *layout {
 	dir := filepath.Join(dataDir, "containers", name)
+	nd := filepath.Join(notifyDir, name)
 	return &layout{
+		notifyDir:    nd,
+		notifySock:   filepath.Join(nd, notifySocketName),
 		dir:          dir,
 		rootfs:       filepath.Join(dir, "rootfs"),
 		upper:        filepath.Join(dir, "upper"),
@@ -70,6 +88,10 @@ type plan struct {
 	hostname   string
 	stopSignal string // as written (manifest, else image), "" = SIGTERM
 	stopGrace  time.Duration
+	// notify: the container gets the notify socket (no user mount took
+	// NotifySocketDir).
+	notify   bool
+	watchdog time.Duration
 }
 
 // hostnameOf is the manifest's hostname, else the container's name.
@@ -155,6 +177,13 @@ func buildSpec(m *manifest.Container, img *image.Image, l *layout, cgroupParent 
 	if err != nil {
 		return nil, err
 	}
+	if m.Watchdog < 0 {
+		return nil, fmt.Errorf("watchdog %v is negative", m.Watchdog)
+	}
+	mounts := allMounts(defaultMounts(m.Privileged), generatedMounts(l), user)
+	notify := slices.ContainsFunc(mounts, func(mt specs.Mount) bool {
+		return mt.Destination == NotifySocketDir && mt.Source == l.notifyDir
+	})
 
 	namespaces := []specs.LinuxNamespace{
 		{Type: specs.PIDNamespace},
@@ -172,7 +201,7 @@ func buildSpec(m *manifest.Container, img *image.Image, l *layout, cgroupParent 
 		Process: &specs.Process{
 			User:            processUser(u),
 			Args:            argv,
-			Env:             environment(m, cfg, hostname, u.Home),
+			Env:             environment(m, cfg, hostname, u.Home, notifyEnv(notify, m.Watchdog)),
 			Cwd:             cwd,
 			Capabilities:    linuxCapabilities(caps, uint32(u.Uid)),
 			Rlimits:         rl,
@@ -180,7 +209,7 @@ func buildSpec(m *manifest.Container, img *image.Image, l *layout, cgroupParent 
 		},
 		Root:     &specs.Root{Path: l.rootfs, Readonly: m.ReadOnly},
 		Hostname: hostname,
-		Mounts:   allMounts(defaultMounts(m.Privileged), etcMounts(l), user),
+		Mounts:   mounts,
 		Annotations: map[string]string{
 			AnnotationName:        m.Name,
 			AnnotationImage:       img.Ref,
@@ -215,5 +244,24 @@ func buildSpec(m *manifest.Container, img *image.Image, l *layout, cgroupParent 
 	if grace <= 0 {
 		grace = DefaultStopGrace
 	}
-	return &plan{spec: spec, volumes: vols, hostname: hostname, stopSignal: stop, stopGrace: grace}, nil
+	return &plan{spec: spec, volumes: vols, hostname: hostname, stopSignal: stop, stopGrace: grace,
+		notify: notify, watchdog: m.Watchdog}, nil
+}
+
+// notifyEnv is what a container with the notify socket gets in its
+// environment: NOTIFY_SOCKET, and with a watchdog WATCHDOG_USEC and
+// WATCHDOG_PID=1 (its first process is PID 1 of its own PID namespace,
+// which every container has; a process started by Exec inherits the
+// variables and, not being PID 1, rightly finds that the watchdog is not
+// its business, as sd_watchdog_enabled(3) checks).
+func notifyEnv(notify bool, watchdog time.Duration) []string {
+	if !notify {
+		return nil
+	}
+	env := []string{"NOTIFY_SOCKET=" + NotifySocketPath}
+	if watchdog > 0 {
+		usec := max(watchdog.Microseconds(), 1)
+		env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(usec, 10), "WATCHDOG_PID=1")
+	}
+	return env
 }

@@ -43,7 +43,7 @@ func specRoot(t *testing.T) string {
 // build builds the plan of m over an image with config cfg.
 func build(t *testing.T, m *manifest.Container, cfg image.Config) (*plan, error) {
 	t.Helper()
-	l := newLayout("/data", "/data/volumes", m.Name)
+	l := newLayout("/data", "/data/volumes", "/run/notify", m.Name)
 	l.rootfs = specRoot(t)
 	img := &image.Image{Ref: "img:1", Digest: "sha256:abc", Layers: []string{"/layers/1"}, Config: cfg}
 	return buildSpec(m, img, l, "/photon")
@@ -98,6 +98,7 @@ func TestEnvironment(t *testing.T) {
 	tests := []struct {
 		name     string
 		imageEnv []string
+		runtime  []string
 		manifest []string
 		home     string
 		want     []string
@@ -141,6 +142,14 @@ func TestEnvironment(t *testing.T) {
 			want:     []string{"PATH=" + DefaultPath, "HOSTNAME=web", "URL=a=b", "EMPTY=", "HOME=/"},
 		},
 		{
+			name:     "runtime entries replace the image's, the manifest replaces or removes them",
+			imageEnv: []string{"NOTIFY_SOCKET=/old", "WATCHDOG_USEC=1"},
+			runtime:  []string{"NOTIFY_SOCKET=/run/photon/notify/notify.sock", "WATCHDOG_USEC=5000000", "WATCHDOG_PID=1"},
+			manifest: []string{"WATCHDOG_USEC", "WATCHDOG_PID"},
+			home:     "/",
+			want:     []string{"PATH=" + DefaultPath, "HOSTNAME=web", "NOTIFY_SOCKET=/run/photon/notify/notify.sock", "HOME=/"},
+		},
+		{
 			name:     "TERM is not invented",
 			imageEnv: []string{},
 			home:     "/",
@@ -150,7 +159,7 @@ func TestEnvironment(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := &manifest.Container{Environment: tt.manifest}
-			got := environment(m, &image.Config{Env: tt.imageEnv}, "web", tt.home)
+			got := environment(m, &image.Config{Env: tt.imageEnv}, "web", tt.home, tt.runtime)
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("got  %q\nwant %q", got, tt.want)
 			}
@@ -503,6 +512,7 @@ func TestMounts(t *testing.T) {
 		"/etc/hostname  /data/containers/c/hostname rbind,rprivate",
 		"/etc/resolv.conf  /data/containers/c/resolv.conf rbind,rprivate",
 		"/var/lib/db  /data/volumes/dbdata rbind,rprivate",
+		"/run/photon/notify  /run/notify/c rbind,rprivate,ro,nosuid,nodev,noexec",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("mounts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -559,10 +569,53 @@ func TestStopSettings(t *testing.T) {
 	for _, tt := range tests {
 		tt.m.Name, tt.m.Command = "c", []string{"/x"}
 		p := mustBuild(t, &tt.m, tt.cfg)
-		c := newContainer(nil, "c", nil, p, nil, modeOverlay)
+		c := newContainer(nil, "c", nil, p, nil, modeOverlay, nil)
 		if c.StopSignal() != tt.signal || c.StopGrace() != tt.grace {
 			t.Errorf("%+v: %v %v, want %v %v", tt.m, c.StopSignal(), c.StopGrace(), tt.signal, tt.grace)
 		}
+	}
+}
+
+func TestNotifyEnvironment(t *testing.T) {
+	tests := []struct {
+		name string
+		m    manifest.Container
+		want []string // NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID
+	}{
+		{name: "every container gets the socket", want: []string{NotifySocketPath, "", ""}},
+		{name: "watchdog", m: manifest.Container{Watchdog: 2500 * time.Millisecond}, want: []string{NotifySocketPath, "2500000", "1"}},
+		{name: "a user mount takes the socket's place", m: manifest.Container{Watchdog: time.Second,
+			Volumes: []manifest.Volume{{Type: manifest.VolumeTmpfs, Target: NotifySocketDir}}}, want: []string{"", "", ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.m.Name, tt.m.Command = "c", []string{"/x"}
+			p := mustBuild(t, &tt.m, image.Config{})
+			var got []string
+			for _, k := range []string{"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
+				v, _ := lookupEnv(p.spec.Process.Env, k)
+				got = append(got, v)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("env %q, want %q", got, tt.want)
+			}
+			if p.notify != (tt.want[0] != "") {
+				t.Errorf("plan.notify %v", p.notify)
+			}
+			var socketMounts int
+			for _, mt := range p.spec.Mounts {
+				if mt.Destination == NotifySocketDir {
+					socketMounts++
+				}
+			}
+			if socketMounts != 1 {
+				t.Errorf("%d mounts on %s", socketMounts, NotifySocketDir)
+			}
+		})
+	}
+	m := &manifest.Container{Name: "c", Command: []string{"/x"}, Watchdog: -time.Second}
+	if _, err := build(t, m, image.Config{}); err == nil || !strings.Contains(err.Error(), "watchdog") {
+		t.Errorf("negative watchdog: %v", err)
 	}
 }
 

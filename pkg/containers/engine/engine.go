@@ -28,6 +28,7 @@ import (
 	"github.com/photon-init/photon-init/pkg/containers/image/aci"
 	"github.com/photon-init/photon-init/pkg/containers/image/registry"
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
+	"github.com/photon-init/photon-init/pkg/containers/notify"
 	"github.com/photon-init/photon-init/pkg/containers/supervisor"
 )
 
@@ -218,14 +219,53 @@ func (r runtime) Create(ctx context.Context, m *manifest.Container, img *image.I
 	if err != nil {
 		return nil, err
 	}
-	return instance{c}, nil
+	return newInstance(c), nil
 }
 
 // instance adapts container.Container to supervisor.Instance.
-type instance struct{ *container.Container }
+type instance struct {
+	c      *container.Container
+	notify <-chan supervisor.Notification
+}
+
+func newInstance(c *container.Container) instance {
+	return instance{c: c, notify: forwardNotifications(c.Notifications())}
+}
+
+// forwardNotifications turns the runtime's sd_notify messages into the
+// supervisor's. The runtime merges messages while its reader is slow; here
+// only messages that change no state are dropped when the supervisor lags.
+func forwardNotifications(in <-chan notify.Message) <-chan supervisor.Notification {
+	out := make(chan supervisor.Notification, 16)
+	go func() {
+		defer close(out)
+		for m := range in {
+			n := supervisor.Notification{Ready: m.Ready, Stopping: m.Stopping, Reloading: m.Reloading, Watchdog: m.Watchdog, Status: m.Status}
+			if n.Ready || n.Stopping || n.Reloading || m.StatusSet {
+				out <- n
+				continue
+			}
+			select {
+			case out <- n:
+			default: // a watchdog ping while the supervisor lags: the next one counts
+			}
+		}
+	}()
+	return out
+}
+
+func (i instance) Start(ctx context.Context) error { return i.c.Start(ctx) }
+func (i instance) Destroy() error                  { return i.c.Destroy() }
+func (i instance) Pid() int                        { return i.c.Pid() }
+
+func (i instance) Exec(ctx context.Context, argv []string, timeout time.Duration) (int, []byte, error) {
+	return i.c.Run(ctx, argv, timeout)
+}
+
+func (i instance) Notifications() <-chan supervisor.Notification { return i.notify }
 
 func (i instance) Wait(ctx context.Context) (supervisor.Exit, error) {
-	e, err := i.Container.Wait(ctx)
+	e, err := i.c.Wait(ctx)
 	if err != nil {
 		return supervisor.Exit{}, err
 	}
@@ -237,7 +277,7 @@ func (i instance) Wait(ctx context.Context) (supervisor.Exit, error) {
 }
 
 func (i instance) Stop(ctx context.Context, sig syscall.Signal, grace time.Duration) error {
-	return i.Container.Stop(ctx, sig, grace)
+	return i.c.Stop(ctx, sig, grace)
 }
 
 // ensureDirs creates the directories the engine writes into.

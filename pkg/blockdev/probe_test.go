@@ -8,57 +8,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/photon-init/photon-init/pkg/blockdev/blockdevtest"
 )
-
-// need returns the path of a Debian tool the test runs, failing (or, under
-// -short, skipping) when scripts/deps.sh has not installed it.
-func need(t *testing.T, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		if _, err := os.Stat(filepath.Join(dir, tool)); err == nil {
-			return filepath.Join(dir, tool)
-		}
-	}
-	if testing.Short() {
-		t.Skipf("%s not installed (scripts/deps.sh installs it)", tool)
-	}
-	t.Fatalf("%s not installed: run scripts/deps.sh", tool)
-	return ""
-}
-
-// image makes a sparse image file of size bytes.
-func image(t *testing.T, size int64) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "disk.img")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	return p
-}
-
-// run runs a command and fails the test with its output if it fails.
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(need(t, name), args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
 
 // blkid returns util-linux's view of an image (TYPE, LABEL, UUID, ...).
 func blkid(t *testing.T, img string) map[string]string {
 	t.Helper()
-	out, err := exec.Command(need(t, "blkid"), "-p", "-o", "export", img).Output()
+	out, err := exec.Command(blockdevtest.Need(t, "blkid"), "-p", "-o", "export", img).Output()
 	kv := map[string]string{}
 	if err != nil {
 		return kv // exit 2: nothing found
@@ -97,8 +54,8 @@ func TestProbe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			img := image(t, tt.size)
-			run(t, tt.mkfs[0], append(tt.mkfs[1:], img)...)
+			img := blockdevtest.Image(t, tt.size)
+			blockdevtest.Run(t, tt.mkfs[0], append(tt.mkfs[1:], img)...)
 			got, err := ProbeFile(img)
 			if err != nil {
 				t.Fatalf("ProbeFile: %v", err)
@@ -155,7 +112,7 @@ func TestBlank(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			img := image(t, size)
+			img := blockdevtest.Image(t, size)
 			f, err := os.OpenFile(img, os.O_WRONLY, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -171,8 +128,8 @@ func TestBlank(t *testing.T) {
 			}
 		})
 	}
-	img := image(t, 64<<20)
-	run(t, "mkfs.ext4", "-q", "-F", img)
+	img := blockdevtest.Image(t, 64<<20)
+	blockdevtest.Run(t, "mkfs.ext4", "-q", "-F", img)
 	if got, err := Blank(img); err != nil || got {
 		t.Errorf("Blank(ext4) = %v, %v; want false", got, err)
 	}
@@ -212,8 +169,8 @@ func TestReadPartitions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			img := image(t, 32<<20)
-			cmd := exec.Command(need(t, "sfdisk"), "--no-reread", "--no-tell-kernel", "-q", img)
+			img := blockdevtest.Image(t, 32<<20)
+			cmd := exec.Command(blockdevtest.Need(t, "sfdisk"), "--no-reread", "--no-tell-kernel", "-q", img)
 			cmd.Stdin = strings.NewReader(tt.script)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("sfdisk: %v\n%s", err, out)
@@ -241,9 +198,9 @@ func TestReadPartitions(t *testing.T) {
 	}
 	t.Run("none", func(t *testing.T) {
 		for _, mk := range [][]string{nil, {"mkfs.vfat", "-F", "16"}, {"mkfs.ext4", "-q", "-F"}} {
-			img := image(t, 32<<20)
+			img := blockdevtest.Image(t, 32<<20)
 			if mk != nil {
-				run(t, mk[0], append(mk[1:], img)...)
+				blockdevtest.Run(t, mk[0], append(mk[1:], img)...)
 			}
 			f, err := os.Open(img)
 			if err != nil {
@@ -257,8 +214,8 @@ func TestReadPartitions(t *testing.T) {
 		}
 	})
 	t.Run("corrupt gpt", func(t *testing.T) {
-		img := image(t, 32<<20)
-		cmd := exec.Command(need(t, "sfdisk"), "--no-reread", "--no-tell-kernel", "-q", img)
+		img := blockdevtest.Image(t, 32<<20)
+		cmd := exec.Command(blockdevtest.Need(t, "sfdisk"), "--no-reread", "--no-tell-kernel", "-q", img)
 		cmd.Stdin = strings.NewReader("label: gpt\nstart=2048, size=8192\n")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("sfdisk: %v\n%s", err, out)

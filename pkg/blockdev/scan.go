@@ -243,7 +243,7 @@ func (e *NotFoundError) Error() string {
 	if len(seen) > 0 {
 		list = strings.Join(seen, ", ")
 	}
-	return fmt.Sprintf("%s: no such device after %v (block devices: %s)", e.Spec, e.Waited.Round(time.Millisecond), list)
+	return fmt.Sprintf("%s: no such device after %v (block devices: %s)", e.Spec, e.Waited.Round(100*time.Millisecond), list)
 }
 
 // Poll scans the devices and calls fn with them until fn reports done or

@@ -10,32 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/photon-init/photon-init/pkg/blockdev/blockdevtest"
 )
-
-// loopDevice attaches img to a free loop device (scanning its partitions)
-// for the test and returns the device's name ("loop3").
-func loopDevice(t *testing.T, img string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("loop devices need root")
-	}
-	out, err := exec.Command(need(t, "losetup"), "-P", "-f", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v\n%s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v\n%s", dev, err, out)
-		}
-	})
-	return filepath.Base(dev)
-}
-
-// unique makes a label no other device on the host has.
-func unique(prefix string) string {
-	return fmt.Sprintf("%s%d", prefix, time.Now().UnixNano()%1e6)
-}
 
 // fakeBlock makes a sysfs block directory under sys for a device with the
 // given numbers and size, and for a partition its "partition" file.
@@ -61,8 +38,8 @@ func fakeBlock(t *testing.T, dir, devno string, size int64, part int) {
 func TestScan(t *testing.T) {
 	sys, dev := t.TempDir(), t.TempDir()
 	block := filepath.Join(sys, "block")
-	disk := image(t, 64<<20)
-	cmd := exec.Command(need(t, "sfdisk"), "--no-reread", "--no-tell-kernel", "-q", disk)
+	disk := blockdevtest.Image(t, 64<<20)
+	cmd := exec.Command(blockdevtest.Need(t, "sfdisk"), "--no-reread", "--no-tell-kernel", "-q", disk)
 	cmd.Stdin = strings.NewReader("label: gpt\nstart=2048, size=40960, name=data, uuid=" + uuidA + "\nstart=43008, size=40960, uuid=" + uuidB + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sfdisk: %v\n%s", err, out)
@@ -73,12 +50,12 @@ func TestScan(t *testing.T) {
 		}
 	}
 	link(disk, "vda")
-	p1 := image(t, 20<<20)
-	run(t, "mkfs.ext4", "-q", "-F", "-L", "photon-data", "-U", uuidB, p1)
+	p1 := blockdevtest.Image(t, 20<<20)
+	blockdevtest.Run(t, "mkfs.ext4", "-q", "-F", "-L", "photon-data", "-U", uuidB, p1)
 	link(p1, "vda1")
-	link(image(t, 20<<20), "vda2")
-	fat := image(t, 16<<20)
-	run(t, "mkfs.vfat", "-n", "BOOT", fat)
+	link(blockdevtest.Image(t, 20<<20), "vda2")
+	fat := blockdevtest.Image(t, 16<<20)
+	blockdevtest.Run(t, "mkfs.vfat", "-n", "BOOT", fat)
 	link(fat, "vdb")
 	fakeBlock(t, filepath.Join(block, "vda"), "253:0", 64<<20, 0)
 	fakeBlock(t, filepath.Join(block, "vda", "vda1"), "253:1", 20<<20, 1)
@@ -128,7 +105,7 @@ func TestScan(t *testing.T) {
 	}
 
 	// A device reformatted is seen again once forgotten.
-	run(t, "mkfs.ext4", "-q", "-F", "-L", "renamed", filepath.Join(dev, "vda2"))
+	blockdevtest.Run(t, "mkfs.ext4", "-q", "-F", "-L", "renamed", filepath.Join(dev, "vda2"))
 	sp, _ = ParseSpec("LABEL=renamed")
 	if _, err := s.Find(ctx, sp, 0); err == nil {
 		t.Error("the cached probe of vda2 was not used")
@@ -141,9 +118,9 @@ func TestScan(t *testing.T) {
 
 // TestFindWaitsForLateDevice attaches a disk while Find waits for it.
 func TestFindWaitsForLateDevice(t *testing.T) {
-	label := unique("late")
-	img := image(t, 32<<20)
-	run(t, "mkfs.ext4", "-q", "-F", "-L", label, img)
+	label := blockdevtest.Unique("late")
+	img := blockdevtest.Image(t, 32<<20)
+	blockdevtest.Run(t, "mkfs.ext4", "-q", "-F", "-L", label, img)
 	s := NewScanner("/sys", "/dev")
 	sp, _ := ParseSpec("LABEL=" + label)
 	type result struct {
@@ -156,7 +133,7 @@ func TestFindWaitsForLateDevice(t *testing.T) {
 		done <- result{d, err}
 	}()
 	time.Sleep(300 * time.Millisecond)
-	loop := loopDevice(t, img)
+	loop := blockdevtest.Loop(t, img)
 	select {
 	case r := <-done:
 		if r.err != nil || r.d.Name != loop || r.d.Type != "ext4" {
@@ -168,11 +145,11 @@ func TestFindWaitsForLateDevice(t *testing.T) {
 }
 
 func TestFindAmbiguous(t *testing.T) {
-	label := unique("twin")
+	label := blockdevtest.Unique("twin")
 	for i := 0; i < 2; i++ {
-		img := image(t, 16<<20)
-		run(t, "mkfs.ext4", "-q", "-F", "-L", label, img)
-		loopDevice(t, img)
+		img := blockdevtest.Image(t, 16<<20)
+		blockdevtest.Run(t, "mkfs.ext4", "-q", "-F", "-L", label, img)
+		blockdevtest.Loop(t, img)
 	}
 	sp, _ := ParseSpec("LABEL=" + label)
 	if _, err := NewScanner("/sys", "/dev").Find(context.Background(), sp, time.Second); err == nil || !strings.Contains(err.Error(), "2 devices match") {

@@ -10,14 +10,17 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/photon-init/photon-init/internal/safe"
 )
 
 // UnmountAll unmounts every filesystem below under ("/" at shutdown; never
-// "/" itself) in reverse mount order, so
-// that nested mounts go first. A busy filesystem is retried, then remounted
-// read-only and detached lazily; no single unmount may take longer than
-// perMount (a hung network filesystem must not stop a poweroff). It returns
-// the mount points that could not be cleanly unmounted.
+// "/" itself, which is remounted read-only at the end when under is "/")
+// in reverse mount order, so that nested mounts go first. A busy
+// filesystem is retried, then remounted read-only and detached lazily; no
+// single unmount may take longer than perMount (a hung network filesystem
+// must not stop a poweroff). It returns the mount points that could not be
+// cleanly unmounted.
 func UnmountAll(ctx context.Context, log *slog.Logger, under string, perMount time.Duration) []string {
 	mounts, err := mountinfo.GetMounts(nil)
 	if err != nil {
@@ -41,18 +44,38 @@ func UnmountAll(ctx context.Context, log *slog.Logger, under string, perMount ti
 			failed = append(failed, m.Mountpoint)
 		}
 	}
+	if under == "/" && ctx.Err() == nil {
+		// The root itself cannot be unmounted: a disk root (after
+		// switch_root) is made clean by remounting it read-only.
+		if err := withTimeout(perMount, func() error {
+			return unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
+		}); err != nil {
+			log.Warn("shutdown: remount / read-only", "err", err)
+			failed = append(failed, "/ (read-only)")
+		}
+	}
 	return failed
+}
+
+// withTimeout runs fn in the background and waits for it at most limit.
+func withTimeout(limit time.Duration, fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- safe.Call("unmount", fn) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(limit):
+		return fmt.Errorf("still running after %v; left behind", limit)
+	}
 }
 
 // unmountOne tries a clean unmount a few times, then read-only plus lazy.
 func unmountOne(m *mountinfo.Info, limit time.Duration) error {
-	done := make(chan error, 1)
-	go func() {
+	return withTimeout(limit, func() error {
 		var err error
 		for i := 0; i < 3; i++ {
 			if err = unix.Unmount(m.Mountpoint, 0); err == nil || err == unix.EINVAL || err == unix.ENOENT {
-				done <- nil
-				return
+				return nil
 			}
 			if err != unix.EBUSY {
 				break
@@ -62,23 +85,15 @@ func unmountOne(m *mountinfo.Info, limit time.Duration) error {
 		ro := unix.Mount("", m.Mountpoint, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
 		lazy := unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
 		if lazy == nil {
-			done <- nil
-			return
+			return nil
 		}
-		var parts []string
-		parts = append(parts, "unmount: "+err.Error())
+		parts := []string{"unmount: " + err.Error()}
 		if ro != nil {
 			parts = append(parts, "remount read-only: "+ro.Error())
 		}
 		parts = append(parts, "lazy unmount: "+lazy.Error())
-		done <- fmt.Errorf("%s", strings.Join(parts, "; "))
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(limit):
-		return fmt.Errorf("still unmounting after %v; left behind", limit)
-	}
+		return fmt.Errorf("%s", strings.Join(parts, "; "))
+	})
 }
 
 // within reports whether path is dir or below it.

@@ -1,16 +1,58 @@
-// Package supervisor runs the machine's declared containers: it loads the
-// manifests, gets each container's image, creates and starts the containers
-// in dependency order (independent ones in parallel), keeps each
-// container's state with the reason for it, and stops them in reverse
-// dependency order.
+// Package supervisor runs the machine's declared containers and keeps them
+// running: it gets each container's image, creates and starts the
+// containers in dependency order (independent ones in parallel), restarts
+// them by their restart policy with a capped exponential backoff, runs
+// their health checks, follows their sd_notify messages (readiness,
+// status, watchdog), keeps each container's state with the reason for it
+// as a stream of events, applies manifest changes while running
+// (Reconcile), and stops them in reverse dependency order.
 //
-// A bad manifest, a missing image or a container that fails to start is that
-// container's state; it never stops the others.
+// A bad manifest, a missing image or a container that fails to start is
+// that container's state; it never stops the others, and a crash-looping
+// container never slows the others down: every container has its own
+// goroutine, and all waiting is on timers and channels.
 //
 // The supervisor is written against three small interfaces (Images,
 // Runtime, Instance) so that image stores and runtimes stay apart from the
 // policy that drives them, as Talos' machined keeps runners apart from
-// services.
+// services. Time comes from a clockwork.Clock, so that tests drive the
+// backoff, health and watchdog timers with a fake clock.
+//
+// # Rules
+//
+// Restart policies have Compose's meaning: "no" never restarts; "always"
+// and "unless-stopped" restart whatever the exit status (the two differ in
+// Docker only across daemon restarts; here a container stopped by
+// StopContainer stays stopped under both until StartContainer or a
+// manifest change); "on-failure[:N]" restarts after a failure, at most N
+// times in a row when N is given. A failure is a non-zero exit status, a
+// container that could not be prepared or started, an unhealthy container
+// and a watchdog timeout.
+//
+// Restarts wait RestartDelay (100ms), doubled after each restart up to
+// MaxRestartDelay (30s); a run of at least StableRun (10s) resets the
+// delay and the on-failure count.
+//
+// A container that becomes unhealthy is stopped (stop_signal, then
+// stop_grace_period, then SIGKILL) and restarted when its restart policy
+// would restart it after a failure (always, unless-stopped, on-failure
+// with retries left); under "no" it keeps running, shown unhealthy.
+// Docker never restarts unhealthy containers; photon-init does, because
+// nobody is watching the machine.
+//
+// A container with a watchdog (manifest.Container.Watchdog) that sends no
+// WATCHDOG=1 within that interval of its start, of its READY=1 or of its
+// last WATCHDOG=1 is killed (SIGKILL) and then restarted by its policy,
+// as systemd does.
+//
+// A dependency that can no longer meet its condition (an invalid
+// manifest, a container failed for good or stopped, one that exited
+// without meeting the condition, service_healthy on a container without
+// a health check) fails the dependent with a reason naming it, unless
+// the dependency has required: false. A dependency that is backing off
+// or otherwise on its way keeps the dependent waiting, the dependency's
+// state shown in the dependent's reason. A dependency with restart: true
+// restarts the dependent whenever the dependency is restarted.
 package supervisor
 
 import (
@@ -18,14 +60,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/photon-init/photon-init/internal/safe"
 	"github.com/photon-init/photon-init/pkg/containers/image"
@@ -37,31 +77,63 @@ type Images interface {
 	Get(ctx context.Context, ref string) (*image.Image, error)
 }
 
-// Runtime creates containers from a manifest and an unpacked image.
+// Runtime creates containers from a manifest and an unpacked image. ctx
+// bounds the call only (it is cancelled when a stop is asked while the
+// container is being created), never the container's life. Creating a
+// container again from an unchanged manifest keeps its writable layer.
 type Runtime interface {
 	Create(ctx context.Context, m *manifest.Container, img *image.Image) (Instance, error)
 }
 
-// Instance is one created container.
+// Instance is one created container. The supervisor calls Start once,
+// Wait once (from its own goroutine), Stop any number of times (also
+// after the exit), Exec while it runs, and Destroy once at the end.
 type Instance interface {
-	// Start starts the container's process.
+	// Start starts the container's process. ctx bounds the call only.
 	Start(ctx context.Context) error
 	// Wait blocks until the container's process has exited.
 	Wait(ctx context.Context) (Exit, error)
 	// Stop sends sig (0: the image's STOPSIGNAL, else SIGTERM), waits up
-	// to grace, then kills.
+	// to grace (0: the runtime's default) for the exit, then kills. When
+	// ctx ends first it kills at once. Stopping a container that is not
+	// running does nothing.
 	Stop(ctx context.Context, sig syscall.Signal, grace time.Duration) error
-	// Destroy releases everything the container holds.
+	// Destroy releases everything the container holds, killing it if it
+	// still runs.
 	Destroy() error
 	// Pid is the container's first process as seen by the supervisor.
 	Pid() int
+	// Exec runs argv inside the running container (its namespaces,
+	// cgroup, user, environment and working directory) with no stdin,
+	// and returns its exit status and its combined stdout and stderr
+	// (the runtime may cut the output; the supervisor keeps at most 4
+	// KiB). A command still running after timeout is killed and err
+	// wraps context.DeadlineExceeded; err is also set when the command
+	// could not be started. Health checks run through Exec.
+	Exec(ctx context.Context, argv []string, timeout time.Duration) (code int, output []byte, err error)
+	// Notifications gives the sd_notify messages the container sends to
+	// $NOTIFY_SOCKET, one Notification per datagram, or nil when the
+	// runtime offers none. The runtime must never block on it (buffer
+	// and drop); it may close it after the exit.
+	Notifications() <-chan Notification
+}
+
+// Notification is one sd_notify message (a datagram on $NOTIFY_SOCKET,
+// as go-systemd's daemon.SdNotify sends it), reduced to what the
+// supervisor acts on.
+type Notification struct {
+	Ready     bool   // READY=1: the service is ready (service_ready)
+	Stopping  bool   // STOPPING=1: the service is shutting down
+	Reloading bool   // RELOADING=1: the service reloads its configuration
+	Watchdog  bool   // WATCHDOG=1: keep-alive ping
+	Status    string // STATUS=...: a free-form status line ("" when not sent)
 }
 
 // Exit is how a container's process ended.
 type Exit struct {
-	Code   int    // exit status, or 128+signal when killed
-	Signal string // signal name when killed, else ""
-	OOM    bool   // killed by the kernel's OOM killer
+	Code   int    `json:"code"`             // exit status, or 128+signal when killed
+	Signal string `json:"signal,omitempty"` // signal name when killed, else ""
+	OOM    bool   `json:"oom,omitempty"`    // killed by the kernel's OOM killer
 }
 
 // String describes the exit for people: "exit 0", "exit 137 (SIGKILL, OOM killed)".
@@ -84,14 +156,38 @@ type State string
 // Container states.
 const (
 	StateInvalid   State = "invalid"   // the manifest could not be used
-	StateWaiting   State = "waiting"   // for its dependencies
+	StateWaiting   State = "waiting"   // for its dependencies or the network
 	StatePreparing State = "preparing" // getting its image, creating it
 	StateRunning   State = "running"
-	StateExited    State = "exited"   // its process ended by itself
-	StateFailed    State = "failed"   // it could not be prepared or started
-	StateStopping  State = "stopping" // asked to stop
+	StateBackoff   State = "backoff"  // waiting to be restarted
+	StateExited    State = "exited"   // its process ended by itself, not restarted
+	StateFailed    State = "failed"   // it could not be run, and will not be retried
+	StateStopping  State = "stopping" // asked to stop, or being restarted
 	StateStopped   State = "stopped"  // stopped on request
 )
+
+// HealthStatus is the result of a container's health checks.
+type HealthStatus string
+
+// Health statuses, as Docker names them.
+const (
+	HealthStarting  HealthStatus = "starting"
+	HealthHealthy   HealthStatus = "healthy"
+	HealthUnhealthy HealthStatus = "unhealthy"
+)
+
+// Health is the state of a running container's health check.
+type Health struct {
+	Status HealthStatus `json:"status"`
+	// FailingStreak counts the failed probes in a row that counted
+	// (those in the start period do not).
+	FailingStreak int `json:"failingStreak"`
+	// LastOutput is the last probe's output (at most 4 KiB) or why it
+	// could not run.
+	LastOutput   string    `json:"lastOutput,omitempty"`
+	LastExitCode int       `json:"lastExitCode"` // -1 when the probe could not run or timed out
+	LastProbe    time.Time `json:"lastProbe,omitzero"`
+}
 
 // Status is a snapshot of one container.
 type Status struct {
@@ -105,10 +201,32 @@ type Status struct {
 	StartedAt   time.Time `json:"startedAt,omitzero"`
 	FinishedAt  time.Time `json:"finishedAt,omitzero"`
 	LastExit    *Exit     `json:"lastExit,omitempty"`
+	// Restarts counts the times the container was started again since
+	// its manifest was loaded (by its policy, on request, or because a
+	// dependency restarted).
+	Restarts int `json:"restarts"`
+	// NextStart is when a container backing off starts again.
+	NextStart time.Time `json:"nextStart,omitzero"`
+	// Health is nil when the container has no health check (or has not
+	// run yet).
+	Health *Health `json:"health,omitempty"`
+	// Ready: the container sent READY=1 since it last started.
+	Ready bool `json:"ready,omitempty"`
+	// NotifyStatus is the last STATUS= the container sent.
+	NotifyStatus string `json:"notifyStatus,omitempty"`
+	// LastWatchdog is when the container last sent WATCHDOG=1.
+	LastWatchdog time.Time `json:"lastWatchdog,omitzero"`
+	// ManifestError is set when the manifest on disk was changed into
+	// one that does not validate: the container keeps running the
+	// previous version.
+	ManifestError string `json:"manifestError,omitempty"`
 }
 
-// Event is one state change.
+// Event is one state change. Health changes and the other changes of a
+// running container's condition (ready, reloading) are events with the
+// same From and To.
 type Event struct {
+	Seq       uint64    `json:"seq"` // increases by one with every event
 	Time      time.Time `json:"time"`
 	Container string    `json:"container"`
 	From      State     `json:"from"`
@@ -116,44 +234,58 @@ type Event struct {
 	Reason    string    `json:"reason,omitempty"`
 }
 
-// Options configure a Supervisor.
+// Options configure a Supervisor. Zero values take the defaults given.
 type Options struct {
 	Images  Images
 	Runtime Runtime
 	Log     *slog.Logger
-	// DefaultStopGrace is used when a manifest sets no stop_grace_period.
+	// DefaultStopGrace is used when a manifest sets no stop_grace_period
+	// (10s).
 	DefaultStopGrace time.Duration
 	// NetworkOnline, if set, is closed once the machine's network is
-	// online; images for which Remote says true are not fetched before.
+	// online: containers that depend on network-online wait for it, and
+	// images for which Remote says true are not fetched before. Nil means
+	// the network is taken as online.
 	NetworkOnline <-chan struct{}
 	// Remote reports whether an image reference is fetched over the
 	// network (a registry reference); nil means none is.
 	Remote func(ref string) bool
-	// OnEvent, if set, is called for every state change (after the state
-	// is updated; it must not block for long).
+	// OnEvent, if set, is called for every event with the supervisor's
+	// lock held: it must return quickly and must not call the
+	// Supervisor. Subscribe is the better way to follow events.
 	OnEvent func(Event)
+	// Clock gives the time and the timers (nil: the real clock).
+	Clock clockwork.Clock
+	// RestartDelay is the wait before the first restart (100ms); each
+	// restart in a row doubles it, up to MaxRestartDelay (30s).
+	RestartDelay    time.Duration
+	MaxRestartDelay time.Duration
+	// StableRun is how long a container must run for the restart delay
+	// and the on-failure count to start again from the beginning (10s).
+	StableRun time.Duration
+	// EventHistory is how many events Events keeps (1000).
+	EventHistory int
+	// SubscriberBuffer is how many events a subscriber may fall behind
+	// before events are dropped for it (256).
+	SubscriberBuffer int
 }
 
 // Supervisor runs a set of containers.
 type Supervisor struct {
-	opts Options
-	log  *slog.Logger
+	opts  Options
+	log   *slog.Logger
+	clock clockwork.Clock
 
-	mu     sync.Mutex
-	units  map[string]*unit
-	order  []string // names in load order
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-}
+	reconcileMu sync.Mutex // one Reconcile at a time
 
-// unit is one container under supervision.
-type unit struct {
-	m       *manifest.Container // nil for an invalid manifest
-	status  Status
-	changed chan struct{} // closed and replaced at every state change
-	inst    Instance
-	stop    chan struct{} // closed when the unit is asked to stop
-	done    chan struct{} // closed when the unit's goroutine has finished
+	mu       sync.Mutex
+	ctx      context.Context // the containers' context, set by Start
+	cancel   context.CancelFunc
+	shutdown bool // Stop was called: nothing starts any more
+	units    map[string]*unit
+	order    []string // names in load order
+	events   eventLog
+	wg       sync.WaitGroup // the containers' goroutines
 }
 
 // New returns a supervisor; Start gives it containers.
@@ -161,10 +293,33 @@ func New(opts Options) *Supervisor {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	if opts.DefaultStopGrace == 0 {
+	if opts.DefaultStopGrace <= 0 {
 		opts.DefaultStopGrace = 10 * time.Second
 	}
-	return &Supervisor{opts: opts, log: opts.Log, units: map[string]*unit{}}
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
+	}
+	if opts.RestartDelay <= 0 {
+		opts.RestartDelay = 100 * time.Millisecond
+	}
+	if opts.MaxRestartDelay <= 0 {
+		opts.MaxRestartDelay = 30 * time.Second
+	}
+	opts.MaxRestartDelay = max(opts.MaxRestartDelay, opts.RestartDelay)
+	if opts.StableRun <= 0 {
+		opts.StableRun = 10 * time.Second
+	}
+	if opts.EventHistory <= 0 {
+		opts.EventHistory = 1000
+	}
+	if opts.SubscriberBuffer <= 0 {
+		opts.SubscriberBuffer = 256
+	}
+	return &Supervisor{
+		opts: opts, log: opts.Log, clock: opts.Clock,
+		units:  map[string]*unit{},
+		events: newEventLog(opts.EventHistory),
+	}
 }
 
 // Invalid is a manifest that could not be loaded: its container is shown in
@@ -177,264 +332,47 @@ type Invalid struct {
 
 // Start starts every valid container in dependency order and records the
 // invalid ones. It returns at once; the containers are prepared and started
-// in the background until ctx is cancelled or Stop is called.
+// in the background until Stop is called. Cancelling ctx kills them (Stop
+// is the orderly way). Start is called once; later changes go through
+// Reconcile.
 func (s *Supervisor) Start(ctx context.Context, cs []*manifest.Container, invalid []Invalid) {
 	ctx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
-	s.cancel = cancel
-	for _, bad := range invalid {
-		u := s.addLocked(bad.Name, nil)
-		u.status.File = bad.File
-		close(u.done)
-		s.setLocked(u, StateInvalid, firstLine(bad.Err))
-		s.log.Error(fmt.Sprintf("container %s: %v", bad.Name, bad.Err))
+	defer s.mu.Unlock()
+	if s.ctx != nil {
+		cancel()
+		s.log.Error("containers: supervisor started twice; use Reconcile")
+		return
 	}
-	var started []*unit
+	s.ctx, s.cancel = ctx, cancel
+	for _, bad := range invalid {
+		s.addInvalidLocked(bad)
+	}
 	for _, m := range cs {
 		if u, dup := s.units[m.Name]; dup {
 			s.log.Error(fmt.Sprintf("container %s: %s: name already used by %s", m.Name, m.File, u.status.File))
 			continue
 		}
-		u := s.addLocked(m.Name, m)
-		u.status.File = m.File
-		u.status.Image = m.Image
-		started = append(started, u)
-	}
-	s.mu.Unlock()
-	for _, u := range started {
-		s.wg.Add(1)
-		safe.Go(s.log, "container "+u.m.Name, func() {
-			defer s.wg.Done()
-			defer close(u.done)
-			s.run(ctx, u)
-		})
+		s.launchLocked(s.addLocked(m), "manifest loaded")
 	}
 }
 
-func (s *Supervisor) addLocked(name string, m *manifest.Container) *unit {
-	u := &unit{
-		m:       m,
-		status:  Status{Name: name, State: StateWaiting},
-		changed: make(chan struct{}),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-	}
-	s.units[name] = u
-	s.order = append(s.order, name)
+// addLocked adds a unit for a valid manifest, not started.
+func (s *Supervisor) addLocked(m *manifest.Container) *unit {
+	u := &unit{m: m, status: Status{Name: m.Name, File: m.File, Image: m.Image}, changed: make(chan struct{})}
+	s.units[m.Name] = u
+	s.order = append(s.order, m.Name)
 	return u
 }
 
-// run is one container's life: wait for dependencies, prepare, start, wait.
-// Restart policies, health checks and readiness are grown here by the
-// supervision work; for now a container that exits stays exited.
-func (s *Supervisor) run(ctx context.Context, u *unit) {
-	name := u.m.Name
-	if err := s.waitDependencies(ctx, u); err != nil {
-		s.set(u, StateFailed, err.Error())
-		return
-	}
-	if s.stopping(u) {
-		s.set(u, StateStopped, "stopped before it started")
-		return
-	}
-	if err := s.waitNetwork(ctx, u); err != nil {
-		s.fail(u, err)
-		return
-	}
-	s.set(u, StatePreparing, "getting image "+u.m.Image)
-	img, err := s.opts.Images.Get(ctx, u.m.Image)
-	if err != nil {
-		// The store's errors name the reference already.
-		s.fail(u, err)
-		return
-	}
-	s.mu.Lock()
-	u.status.ImageDigest = img.Digest
-	s.mu.Unlock()
-	inst, err := s.opts.Runtime.Create(ctx, u.m, img)
-	if err != nil {
-		s.fail(u, fmt.Errorf("create: %w", err))
-		return
-	}
-	defer func() {
-		if err := inst.Destroy(); err != nil {
-			s.log.Warn(fmt.Sprintf("container %s: destroy: %v", name, err))
-		}
-	}()
-	if s.stopping(u) {
-		s.set(u, StateStopped, "stopped before it started")
-		return
-	}
-	if err := inst.Start(ctx); err != nil {
-		s.fail(u, fmt.Errorf("start: %w", err))
-		return
-	}
-	s.mu.Lock()
-	u.inst = inst
-	u.status.Pid = inst.Pid()
-	u.status.StartedAt = time.Now()
-	s.mu.Unlock()
-	s.set(u, StateRunning, fmt.Sprintf("started, pid %d", inst.Pid()))
-
-	exit, err := inst.Wait(context.WithoutCancel(ctx))
-	s.mu.Lock()
-	u.inst = nil
-	u.status.Pid = 0
-	u.status.FinishedAt = time.Now()
-	if err == nil {
-		u.status.LastExit = &exit
-	}
-	stopped := u.status.State == StateStopping
-	s.mu.Unlock()
-	switch {
-	case err != nil:
-		s.fail(u, fmt.Errorf("wait: %w", err))
-	case stopped:
-		s.set(u, StateStopped, exit.String())
-	default:
-		s.set(u, StateExited, exit.String())
-	}
-}
-
-// waitDependencies blocks until every dependency of u meets its condition.
-// The conditions that need health or readiness arrive with the supervision
-// work; until then they are treated as service_started.
-func (s *Supervisor) waitDependencies(ctx context.Context, u *unit) error {
-	names := make([]string, 0, len(u.m.DependsOn))
-	for dep := range u.m.DependsOn {
-		names = append(names, dep)
-	}
-	sort.Strings(names)
-	for _, dep := range names {
-		cond := u.m.DependsOn[dep]
-		s.set(u, StateWaiting, fmt.Sprintf("waiting for %s (%s)", dep, condition(cond)))
-		if err := s.waitFor(ctx, u, dep, cond); err != nil {
-			if !cond.Required {
-				s.log.Warn(fmt.Sprintf("container %s: optional dependency %s: %v", u.m.Name, dep, err))
-				continue
-			}
-			return fmt.Errorf("dependency %s: %w", dep, err)
-		}
-	}
-	return nil
-}
-
-// waitNetwork holds a container whose image comes from a registry until
-// the network is online.
-func (s *Supervisor) waitNetwork(ctx context.Context, u *unit) error {
-	if s.opts.NetworkOnline == nil || s.opts.Remote == nil || !s.opts.Remote(u.m.Image) {
-		return nil
-	}
-	select {
-	case <-s.opts.NetworkOnline:
-		return nil
-	default:
-	}
-	s.set(u, StateWaiting, "waiting for the network to pull "+u.m.Image)
-	select {
-	case <-s.opts.NetworkOnline:
-		return nil
-	case <-u.stop:
-		return errors.New("stopped while waiting for the network")
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func condition(d manifest.Dependency) string {
-	if d.Condition == "" {
-		return "service_started"
-	}
-	return d.Condition
-}
-
-// waitFor waits until dependency dep of u meets cond.
-func (s *Supervisor) waitFor(ctx context.Context, u *unit, dep string, cond manifest.Dependency) error {
-	for {
-		s.mu.Lock()
-		d, ok := s.units[dep]
-		if !ok {
-			s.mu.Unlock()
-			return errors.New("no such container")
-		}
-		st, changed := d.status, d.changed
-		s.mu.Unlock()
-		met, err := conditionMet(condition(cond), st)
-		if met || err != nil {
-			return err
-		}
-		select {
-		case <-changed:
-		case <-u.stop:
-			return errors.New("stopped while waiting")
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// conditionMet says whether a dependency in state st meets cond, or can
-// never meet it.
-func conditionMet(cond string, st Status) (bool, error) {
-	switch cond {
-	case "service_completed_successfully":
-		switch st.State {
-		case StateExited:
-			if st.LastExit != nil && st.LastExit.Code == 0 {
-				return true, nil
-			}
-			return false, fmt.Errorf("did not complete successfully (%s)", st.Reason)
-		case StateFailed, StateInvalid, StateStopped:
-			return false, fmt.Errorf("%s: %s", st.State, st.Reason)
-		}
-		return false, nil
-	default: // service_started; healthy and ready are refined by supervision
-		switch st.State {
-		case StateRunning, StateExited:
-			return true, nil
-		case StateFailed, StateInvalid, StateStopped:
-			return false, fmt.Errorf("%s: %s", st.State, st.Reason)
-		}
-		return false, nil
-	}
-}
-
-// fail records err as u's failure and shows it on the console.
-func (s *Supervisor) fail(u *unit, err error) {
-	s.log.Error(fmt.Sprintf("container %s: %v", u.m.Name, err))
-	s.set(u, StateFailed, firstLine(err))
-}
-
-func (s *Supervisor) stopping(u *unit) bool {
-	select {
-	case <-u.stop:
-		return true
-	default:
-		return false
-	}
-}
-
-// set moves u to state st for reason.
-func (s *Supervisor) set(u *unit, st State, reason string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.setLocked(u, st, reason)
-}
-
-func (s *Supervisor) setLocked(u *unit, st State, reason string) {
-	ev := Event{Time: time.Now(), Container: u.status.Name, From: u.status.State, To: st, Reason: reason}
-	u.status.State, u.status.Reason = st, reason
-	close(u.changed)
-	u.changed = make(chan struct{})
-	switch st {
-	case StateRunning, StateExited, StateStopped:
-		s.log.Info(fmt.Sprintf("container %s: %s (%s)", ev.Container, st, reason))
-	default:
-		s.log.Debug(fmt.Sprintf("container %s: %s (%s)", ev.Container, st, reason))
-	}
-	if s.opts.OnEvent != nil {
-		s.opts.OnEvent(ev)
-	}
+// addInvalidLocked adds a unit for a manifest that could not be loaded.
+func (s *Supervisor) addInvalidLocked(bad Invalid) *unit {
+	u := &unit{status: Status{Name: bad.Name, File: bad.File}, changed: make(chan struct{})}
+	s.units[bad.Name] = u
+	s.order = append(s.order, bad.Name)
+	s.log.Error(fmt.Sprintf("container %s: %v", bad.Name, bad.Err))
+	s.setLocked(u, StateInvalid, firstLine(bad.Err))
+	return u
 }
 
 // Status returns a snapshot of every container, in load order.
@@ -443,50 +381,41 @@ func (s *Supervisor) Status() []Status {
 	defer s.mu.Unlock()
 	out := make([]Status, 0, len(s.order))
 	for _, name := range s.order {
-		out = append(out, s.units[name].status)
+		out = append(out, s.units[name].snapshot())
 	}
 	return out
 }
 
+// Instance returns the running instance of container name (for exec
+// through the control socket), or false when it does not run.
+func (s *Supervisor) Instance(name string) (Instance, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.units[name]
+	if u == nil || u.inst == nil {
+		return nil, false
+	}
+	return u.inst, true
+}
+
 // Stop stops every container in reverse dependency order (a container
-// stops only after those that depend on it have stopped) and waits for
-// them, or until ctx ends.
+// stops only after those that depend on it have stopped, whether they run,
+// back off or wait) and waits for them, or until ctx ends: then the
+// containers still running are killed. Nothing starts after Stop.
 func (s *Supervisor) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	units := make(map[string]*unit, len(s.units))
-	for name, u := range s.units {
-		units[name] = u
+	s.shutdown = true
+	var units []*unit
+	for _, name := range s.order {
+		if u := s.units[name]; u.m != nil {
+			units = append(units, u)
+		}
 	}
 	s.mu.Unlock()
 
-	dependents := map[string][]*unit{}
-	for _, u := range units {
-		if u.m == nil {
-			continue
-		}
-		for dep := range u.m.DependsOn {
-			dependents[dep] = append(dependents[dep], u)
-		}
-	}
-	var wg sync.WaitGroup
-	for name, u := range units {
-		if u.m == nil {
-			continue
-		}
-		wg.Add(1)
-		safe.Go(s.log, "stop "+name, func() {
-			defer wg.Done()
-			for _, d := range dependents[name] {
-				select {
-				case <-d.done:
-				case <-ctx.Done():
-				}
-			}
-			s.stopUnit(ctx, u)
-		})
-	}
+	s.stopInOrder(ctx, units, stopRequest{why: "shutdown"})
 	finished := make(chan struct{})
-	go func() { wg.Wait(); s.wg.Wait(); close(finished) }()
+	safe.Go(s.log, "containers stopped", func() { s.wg.Wait(); close(finished) })
 	select {
 	case <-finished:
 	case <-ctx.Done():
@@ -500,32 +429,113 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	return nil
 }
 
-// stopUnit asks u to stop and waits until its goroutine has finished.
-func (s *Supervisor) stopUnit(ctx context.Context, u *unit) {
+// stopInOrder stops units, each after the units among them that depend
+// on it, and returns when all have stopped or ctx has ended.
+func (s *Supervisor) stopInOrder(ctx context.Context, units []*unit, req stopRequest) {
+	stopped := make(map[string]chan struct{}, len(units))
+	dependents := map[string][]string{}
 	s.mu.Lock()
-	select {
-	case <-u.stop:
-	default:
-		close(u.stop)
-	}
-	inst := u.inst
-	if inst != nil {
-		s.setLocked(u, StateStopping, "stop requested")
+	for _, u := range units {
+		name := u.status.Name
+		stopped[name] = make(chan struct{})
+		ms := []*manifest.Container{u.m}
+		if u.life != nil && u.life.m != u.m {
+			ms = append(ms, u.life.m) // the one running may be older
+		}
+		for _, m := range ms {
+			if m == nil {
+				continue
+			}
+			for dep := range m.DependsOn {
+				dependents[dep] = append(dependents[dep], name)
+			}
+			if net := m.NetworkContainer(); net != "" {
+				dependents[net] = append(dependents[net], name)
+			}
+		}
 	}
 	s.mu.Unlock()
-	if inst != nil {
-		sig, grace := stopSignal(u.m), u.m.StopGracePeriod
-		if grace == 0 {
-			grace = s.opts.DefaultStopGrace
-		}
-		if err := inst.Stop(ctx, sig, grace); err != nil {
-			s.log.Warn(fmt.Sprintf("container %s: stop: %v", u.m.Name, err))
+	var wg sync.WaitGroup
+	for _, u := range units {
+		name := u.status.Name
+		wg.Add(1)
+		safe.Go(s.log, "stop "+name, func() {
+			defer wg.Done()
+			defer close(stopped[name])
+			for _, d := range dependents[name] {
+				select {
+				case <-stopped[d]:
+				case <-ctx.Done():
+				}
+			}
+			s.stopUnit(ctx, u, req)
+		})
+	}
+	wg.Wait()
+}
+
+// ErrNotFound is returned for a container name the supervisor does not
+// know.
+var ErrNotFound = errors.New("no such container")
+
+// StopContainer stops one container (stop_signal, stop_grace_period,
+// SIGKILL; those that depend on it are left alone) and waits until it has
+// stopped or ctx has ended. It stays stopped until StartContainer,
+// RestartContainer or a change of its manifest.
+func (s *Supervisor) StopContainer(ctx context.Context, name string) error {
+	s.mu.Lock()
+	u := s.units[name]
+	s.mu.Unlock()
+	if u == nil {
+		return fmt.Errorf("stop %s: %w", name, ErrNotFound)
+	}
+	s.stopUnit(ctx, u, stopRequest{why: "stop requested"})
+	return ctx.Err()
+}
+
+// StartContainer starts a container that is not running (stopped, exited
+// or failed), its restart count and backoff starting afresh. Starting one
+// that is already under way does nothing.
+func (s *Supervisor) StartContainer(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.units[name]
+	switch {
+	case u == nil:
+		return fmt.Errorf("start %s: %w", name, ErrNotFound)
+	case u.m == nil:
+		return fmt.Errorf("start %s: invalid manifest: %s", name, u.status.Reason)
+	case s.shutdown:
+		return fmt.Errorf("start %s: the machine is shutting down", name)
+	case u.alive():
+		return nil
+	}
+	u.status.Restarts = 0
+	s.launchLocked(u, "start requested")
+	s.retryFailedLocked([]string{name})
+	return nil
+}
+
+// RestartContainer restarts a container: a running one is stopped
+// (stop_signal, stop_grace_period, SIGKILL) and started again, one backing
+// off starts at once, one waiting goes on waiting, and one not under way is
+// started. It returns without waiting. Containers that depend on it with
+// restart: true are restarted too.
+func (s *Supervisor) RestartContainer(name string) error {
+	s.mu.Lock()
+	u := s.units[name]
+	running := u != nil && u.alive()
+	if running {
+		select {
+		case u.life.restart <- restartRequest{why: "restart requested", operator: true}:
+		default: // one is pending already
 		}
 	}
-	select {
-	case <-u.done:
-	case <-ctx.Done():
+	s.mu.Unlock()
+	if running {
+		return nil
 	}
+	return s.StartContainer(name)
 }
 
 // stopSignal is the manifest's stop_signal, or 0 for the runtime's default
@@ -534,22 +544,15 @@ func stopSignal(m *manifest.Container) syscall.Signal {
 	if m.StopSignal == "" {
 		return 0
 	}
-	if n, err := strconv.Atoi(m.StopSignal); err == nil {
-		return syscall.Signal(n)
+	sig, err := manifest.ParseSignal(m.StopSignal)
+	if err != nil {
+		return 0 // validation rejects those
 	}
-	name := strings.ToUpper(m.StopSignal)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	return unix.SignalNum(name) // 0 when unknown: validation rejects those
+	return sig
 }
 
+// firstLine is the first line of err's message.
 func firstLine(err error) string {
-	s := err.Error()
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			return s[:i]
-		}
-	}
+	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
 }

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+	"golang.org/x/sys/unix"
+
 	"github.com/photon-init/photon-init/pkg/containers/image"
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
 )
@@ -25,11 +28,22 @@ func (f fakeImages) Get(_ context.Context, ref string) (*image.Image, error) {
 	return &image.Image{Ref: ref, Digest: "sha256:" + ref}, nil
 }
 
+// probeFunc answers a health probe.
+type probeFunc func(argv []string) (int, []byte, error)
+
 // fakeRuntime runs fake processes that exit with the code their command
-// says ("exit:N") or run until stopped; it records the order of events.
+// says ("exit:N") or run until stopped, or until the test ends them; a
+// command "create-fails" fails Create. It records what happens, in order,
+// and answers health probes with the probe set for the container.
 type fakeRuntime struct {
-	mu     sync.Mutex
-	events []string
+	mu        sync.Mutex
+	events    []string
+	instances map[string][]*fakeInstance
+	probes    map[string]probeFunc
+}
+
+func newFakeRuntime() *fakeRuntime {
+	return &fakeRuntime{instances: map[string][]*fakeInstance{}, probes: map[string]probeFunc{}}
 }
 
 func (r *fakeRuntime) record(e string) {
@@ -38,23 +52,75 @@ func (r *fakeRuntime) record(e string) {
 	r.mu.Unlock()
 }
 
+// Events returns what happened so far: "start web", "stop web", "kill web".
 func (r *fakeRuntime) Events() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.events)
 }
 
+// count counts the recorded events e.
+func (r *fakeRuntime) count(e string) int {
+	n := 0
+	for _, x := range r.Events() {
+		if x == e {
+			n++
+		}
+	}
+	return n
+}
+
+// latest is the last instance created for name.
+func (r *fakeRuntime) latest(t *testing.T, name string) *fakeInstance {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	is := r.instances[name]
+	if len(is) == 0 {
+		t.Fatalf("no instance of %s", name)
+	}
+	return is[len(is)-1]
+}
+
+// setProbe sets how the health probes of name answer.
+func (r *fakeRuntime) setProbe(name string, code int, out string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.probes[name] = func([]string) (int, []byte, error) { return code, []byte(out), err }
+}
+
 func (r *fakeRuntime) Create(_ context.Context, m *manifest.Container, _ *image.Image) (Instance, error) {
 	if slices.Contains(m.Command, "create-fails") {
+		r.record("create-failed " + m.Name)
 		return nil, errors.New("boom")
 	}
-	return &fakeInstance{r: r, m: m, exited: make(chan Exit, 1)}, nil
+	f := &fakeInstance{r: r, m: m, exited: make(chan Exit, 1), notes: make(chan Notification, 16)}
+	r.mu.Lock()
+	r.instances[m.Name] = append(r.instances[m.Name], f)
+	r.mu.Unlock()
+	return f, nil
 }
 
 type fakeInstance struct {
 	r      *fakeRuntime
 	m      *manifest.Container
 	exited chan Exit
+	notes  chan Notification
+
+	mu        sync.Mutex
+	done      bool
+	destroyed bool
+	execs     [][]string
+}
+
+// exit ends the fake process (once).
+func (f *fakeInstance) exit(e Exit) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.done {
+		f.done = true
+		f.exited <- e
+	}
 }
 
 func (f *fakeInstance) Start(context.Context) error {
@@ -62,7 +128,7 @@ func (f *fakeInstance) Start(context.Context) error {
 	for _, c := range f.m.Command {
 		var code int
 		if _, err := fmt.Sscanf(c, "exit:%d", &code); err == nil {
-			f.exited <- Exit{Code: code}
+			f.exit(Exit{Code: code})
 		}
 	}
 	return nil
@@ -78,36 +144,136 @@ func (f *fakeInstance) Wait(ctx context.Context) (Exit, error) {
 }
 
 func (f *fakeInstance) Stop(_ context.Context, sig syscall.Signal, _ time.Duration) error {
-	f.r.record("stop " + f.m.Name)
-	f.exited <- Exit{Code: 128 + int(syscall.SIGTERM), Signal: "SIGTERM"}
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	if sig == syscall.SIGKILL {
+		f.r.record("kill " + f.m.Name)
+	} else {
+		f.r.record("stop " + f.m.Name)
+	}
+	f.exit(Exit{Code: 128 + int(sig), Signal: unix.SignalName(sig)})
 	return nil
 }
 
-func (f *fakeInstance) Destroy() error { return nil }
-func (f *fakeInstance) Pid() int       { return 42 }
+func (f *fakeInstance) Destroy() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.destroyed = true
+	return nil
+}
+
+func (f *fakeInstance) Pid() int { return 42 }
+
+func (f *fakeInstance) Exec(_ context.Context, argv []string, _ time.Duration) (int, []byte, error) {
+	f.mu.Lock()
+	f.execs = append(f.execs, argv)
+	f.mu.Unlock()
+	f.r.mu.Lock()
+	p := f.r.probes[f.m.Name]
+	f.r.mu.Unlock()
+	if p == nil {
+		return 0, nil, nil
+	}
+	return p(argv)
+}
+
+func (f *fakeInstance) Notifications() <-chan Notification { return f.notes }
+
+// execed returns the commands run by Exec.
+func (f *fakeInstance) execed() [][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.execs)
+}
 
 func ctr(name, img string, cmd []string, deps map[string]manifest.Dependency) *manifest.Container {
 	return &manifest.Container{Name: name, File: name + ".yaml", Image: img, Command: cmd, DependsOn: deps}
 }
 
-// waitState waits until container name reaches one of the states.
-func waitState(t *testing.T, s *Supervisor, name string, states ...State) Status {
+// with returns a copy of m changed by fn.
+func with(m *manifest.Container, fn func(*manifest.Container)) *manifest.Container {
+	c := *m
+	fn(&c)
+	return &c
+}
+
+// epoch is the fake clock's start.
+var epoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// newTest returns a supervisor on a fake runtime and a fake clock, with
+// every image but "missing" available; it is stopped when the test ends.
+func newTest(t *testing.T, opts Options) (*Supervisor, *fakeRuntime, *clockwork.FakeClock) {
+	t.Helper()
+	rt := newFakeRuntime()
+	clk := clockwork.NewFakeClockAt(epoch)
+	if opts.Images == nil {
+		opts.Images = anyImage{}
+	}
+	opts.Runtime, opts.Clock = rt, clk
+	s := New(opts)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return s, rt, clk
+}
+
+// anyImage has every image but "missing".
+type anyImage struct{}
+
+func (anyImage) Get(_ context.Context, ref string) (*image.Image, error) {
+	if ref == "missing" {
+		return nil, fmt.Errorf("image %s: no such image", ref)
+	}
+	return &image.Image{Ref: ref, Digest: "sha256:" + ref}, nil
+}
+
+// status returns container name's status.
+func status(t *testing.T, s *Supervisor, name string) Status {
+	t.Helper()
+	for _, st := range s.Status() {
+		if st.Name == name {
+			return st
+		}
+	}
+	t.Fatalf("no container %s: %+v", name, s.Status())
+	return Status{}
+}
+
+// waitFor waits until container name's status satisfies ok.
+func waitFor(t *testing.T, s *Supervisor, name, what string, ok func(Status) bool) Status {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, st := range s.Status() {
-			if st.Name == name && slices.Contains(states, st.State) {
+			if st.Name == name && ok(st) {
 				return st
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
-	t.Fatalf("container %s never reached %v; status: %+v", name, states, s.Status())
+	t.Fatalf("container %s never got %s; status: %+v", name, what, s.Status())
 	return Status{}
 }
 
+// waitState waits until container name reaches one of the states.
+func waitState(t *testing.T, s *Supervisor, name string, states ...State) Status {
+	t.Helper()
+	return waitFor(t, s, name, fmt.Sprint(states), func(st Status) bool { return slices.Contains(states, st.State) })
+}
+
+// waitReason waits until container name is in state with reason.
+func waitReason(t *testing.T, s *Supervisor, name string, state State, reason string) Status {
+	t.Helper()
+	return waitFor(t, s, name, fmt.Sprintf("%s (%s)", state, reason), func(st Status) bool { return st.State == state && st.Reason == reason })
+}
+
 func TestOneBadContainerDoesNotStopOthers(t *testing.T) {
-	rt := &fakeRuntime{}
+	rt := newFakeRuntime()
 	s := New(Options{Images: fakeImages{"good": true}, Runtime: rt})
 	s.Start(context.Background(),
 		[]*manifest.Container{
@@ -136,11 +302,11 @@ func TestOneBadContainerDoesNotStopOthers(t *testing.T) {
 	if err := s.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, s, "web", StateStopped)
+	waitReason(t, s, "web", StateStopped, "shutdown, exit 143 (SIGTERM)")
 }
 
 func TestDependencyOrder(t *testing.T) {
-	rt := &fakeRuntime{}
+	rt := newFakeRuntime()
 	s := New(Options{Images: fakeImages{"img": true}, Runtime: rt})
 	s.Start(context.Background(), []*manifest.Container{
 		ctr("app", "img", nil, map[string]manifest.Dependency{
@@ -186,6 +352,7 @@ func TestExitString(t *testing.T) {
 		{Exit{Code: 0}, "exit 0"},
 		{Exit{Code: 137, Signal: "SIGKILL", OOM: true}, "exit 137 (SIGKILL, OOM killed)"},
 		{Exit{Code: 143, Signal: "SIGTERM"}, "exit 143 (SIGTERM)"},
+		{Exit{Code: 137, OOM: true}, "exit 137 (OOM killed)"},
 	} {
 		if got := tt.e.String(); got != tt.want {
 			t.Errorf("%+v: %q, want %q", tt.e, got, tt.want)
@@ -202,10 +369,8 @@ func TestStopSignal(t *testing.T) {
 }
 
 func TestRegistryImagesWaitForTheNetwork(t *testing.T) {
-	rt := &fakeRuntime{}
 	online := make(chan struct{})
-	s := New(Options{
-		Images: fakeImages{"local": true, "registry.example/app:1": true}, Runtime: rt,
+	s, _, _ := newTest(t, Options{
 		NetworkOnline: online,
 		Remote:        func(ref string) bool { return strings.HasPrefix(ref, "registry.example/") },
 	})
@@ -214,21 +379,70 @@ func TestRegistryImagesWaitForTheNetwork(t *testing.T) {
 		ctr("pulled", "registry.example/app:1", nil, nil),
 	}, nil)
 	waitState(t, s, "local", StateRunning)
-	want := "waiting for the network to pull registry.example/app:1"
-	deadline := time.Now().Add(5 * time.Second)
-	for st := waitState(t, s, "pulled", StateWaiting); st.Reason != want; st = waitState(t, s, "pulled", StateWaiting) {
-		if time.Now().After(deadline) {
-			t.Fatalf("reason %q, want %q", st.Reason, want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond)
-	if st := waitState(t, s, "pulled", StateWaiting); st.Reason != want {
-		t.Fatalf("pulled moved on before the network was online: %+v", st)
-	}
+	waitReason(t, s, "pulled", StateWaiting, "waiting for the network to pull registry.example/app:1")
 	close(online)
 	waitState(t, s, "pulled", StateRunning)
-	if err := s.Stop(context.Background()); err != nil {
+}
+
+func TestNetworkOnlineDependency(t *testing.T) {
+	online := make(chan struct{})
+	s, _, _ := newTest(t, Options{NetworkOnline: online})
+	s.Start(context.Background(), []*manifest.Container{
+		ctr("web", "img", nil, map[string]manifest.Dependency{manifest.NetworkOnline: {Condition: manifest.ConditionStarted, Required: true}}),
+		ctr("local", "img", nil, nil),
+	}, nil)
+	waitState(t, s, "local", StateRunning)
+	waitReason(t, s, "web", StateWaiting, "waiting for the network to be online")
+	close(online)
+	waitState(t, s, "web", StateRunning)
+
+	// Without a NetworkOnline channel the network is taken as online.
+	s2, _, _ := newTest(t, Options{})
+	s2.Start(context.Background(), []*manifest.Container{
+		ctr("web", "img", nil, map[string]manifest.Dependency{manifest.NetworkOnline: {Required: true}}),
+	}, nil)
+	waitState(t, s2, "web", StateRunning)
+}
+
+func TestOperatorStopStartRestart(t *testing.T) {
+	s, rt, clk := newTest(t, Options{})
+	s.Start(context.Background(), []*manifest.Container{
+		with(ctr("web", "img", nil, nil), func(m *manifest.Container) { m.Restart = "always" }),
+		with(ctr("crash", "img", []string{"exit:1"}, nil), func(m *manifest.Container) { m.Restart = "always" }),
+	}, nil)
+	waitState(t, s, "web", StateRunning)
+	if err := s.StopContainer(context.Background(), "web"); err != nil {
 		t.Fatal(err)
+	}
+	// Stopped by the operator: not restarted, even under "always".
+	if st := status(t, s, "web"); st.State != StateStopped || st.Reason != "stop requested, exit 143 (SIGTERM)" {
+		t.Fatalf("web after StopContainer: %s (%s)", st.State, st.Reason)
+	}
+	if err := s.StartContainer("web"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, s, "web", "a second start", func(st Status) bool { return st.State == StateRunning && rt.count("start web") == 2 })
+	if err := s.RestartContainer("web"); err != nil {
+		t.Fatal(err)
+	}
+	st := waitFor(t, s, "web", "a restart", func(st Status) bool { return st.State == StateRunning && rt.count("start web") == 3 })
+	if st.Restarts != 1 {
+		t.Errorf("restarts %d, want 1", st.Restarts)
+	}
+
+	// An operator's restart ends a backoff at once; the clock does not move.
+	waitState(t, s, "crash", StateBackoff)
+	if err := s.RestartContainer("crash"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, s, "crash", "a second start", func(Status) bool { return rt.count("start crash") == 2 })
+	if clk.Since(epoch) != 0 {
+		t.Errorf("the clock moved")
+	}
+
+	for _, err := range []error{s.StartContainer("ghost"), s.StopContainer(context.Background(), "ghost"), s.RestartContainer("ghost")} {
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("operation on a missing container: %v, want ErrNotFound", err)
+		}
 	}
 }

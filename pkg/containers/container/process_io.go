@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"strconv"
 	"sync"
 	"time"
 
@@ -258,13 +259,20 @@ func recvTerminal(sock *os.File) (*Terminal, error) {
 		}
 		return nil, fmt.Errorf("receive the terminal: %d descriptors, %v", len(fds), err)
 	}
+	// The name sent is the master's (/dev/pts/ptmx); the process's side
+	// is /dev/pts/N.
+	ptn, err := unix.IoctlGetUint32(fds[0], unix.TIOCGPTN)
+	if err != nil {
+		unix.Close(fds[0])
+		return nil, fmt.Errorf("terminal %s: %w", name[:n], err)
+	}
 	// Non-blocking, so that the master goes through Go's poller: Close
 	// ends a Read in progress.
 	if err := unix.SetNonblock(fds[0], true); err != nil {
 		unix.Close(fds[0])
 		return nil, fmt.Errorf("terminal: %w", err)
 	}
-	return &Terminal{f: os.NewFile(uintptr(fds[0]), string(name[:n]))}, nil
+	return &Terminal{f: os.NewFile(uintptr(fds[0]), "/dev/pts/"+strconv.FormatUint(uint64(ptn), 10))}, nil
 }
 
 // Terminal is the master side of a terminal given to a process started

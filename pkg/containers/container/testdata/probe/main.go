@@ -13,10 +13,20 @@
 //	probe cat PATH...     print the files
 //	probe alloc MIB       allocate and touch MIB mebibytes, then sleep
 //	probe fork N          start N children that sleep, report how many started
+//	probe hog             allocate and touch memory until killed
+//	probe childhog        run "probe hog" as a child, report how it ended, sleep
+//	probe notify MSG...   send each MSG with go-systemd's daemon.SdNotify, sleep
+//	probe watchdog        report daemon.SdWatchdogEnabled, send WATCHDOG=1
+//	probe stdin           copy stdin to stdout
+//	probe mixed           write "out 1" to stdout, "err" to stderr, "out 2" to stdout
+//	probe tty             report the terminal, echo a line, report a resize, exit 7
 package main
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -25,6 +35,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -103,10 +116,73 @@ func main() {
 		}
 		fmt.Println("started", started)
 		time.Sleep(time.Hour)
+	case "hog":
+		var keep [][]byte
+		for {
+			b := make([]byte, 1<<20)
+			for j := 0; j < len(b); j += 4096 {
+				b[j] = 1
+			}
+			keep = append(keep, b)
+		}
+	case "childhog":
+		err := exec.Command("/proc/self/exe", "hog").Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			fmt.Println("child:", ee.ProcessState.String())
+		} else {
+			fmt.Println("child:", err)
+		}
+		sleepForever()
+	case "notify":
+		for _, msg := range args {
+			if sent, err := daemon.SdNotify(false, msg); !sent || err != nil {
+				fmt.Println("notify failed:", sent, err)
+				os.Exit(1)
+			}
+		}
+		fmt.Println("notified")
+		sleepForever()
+	case "watchdog":
+		d, err := daemon.SdWatchdogEnabled(false)
+		fmt.Printf("watchdog=%v err=%v\n", d, err)
+		if d > 0 {
+			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		}
+	case "stdin":
+		io.Copy(os.Stdout, os.Stdin)
+	case "mixed":
+		fmt.Println("out 1")
+		fmt.Fprintln(os.Stderr, "err")
+		fmt.Println("out 2")
+	case "tty":
+		tty()
 	default:
 		fmt.Fprintln(os.Stderr, "probe: unknown command", os.Args[1])
 		os.Exit(2)
 	}
+}
+
+// tty reports its terminal, echoes a line read from it, then waits for a
+// resize and reports it.
+func tty() {
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	size := func() string {
+		ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)
+		if err != nil {
+			return err.Error()
+		}
+		return fmt.Sprintf("%dx%d", ws.Col, ws.Row)
+	}
+	_, err := unix.IoctlGetTermios(0, unix.TCGETS)
+	name, _ := os.Readlink("/proc/self/fd/0")
+	fmt.Printf("isatty=%v size=%s tty=%s TERM=%s\n", err == nil, size(), name, os.Getenv("TERM"))
+	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	fmt.Printf("got %s\n", strings.TrimSpace(line))
+	<-winch
+	fmt.Printf("resized=%s\n", size())
+	os.Exit(7)
 }
 
 // sleepForever blocks without leaving the runtime nothing to run (a bare

@@ -47,6 +47,11 @@ type Config struct {
 	Containers Containers `yaml:"containers"`
 	// Network configures the machine's links, DNS and DHCP.
 	Network Network `yaml:"network"`
+	// Mounts are filesystems mounted at boot, in order (docs/storage.md).
+	Mounts []Mount `yaml:"mounts"`
+	// Root is a real root filesystem to switch to from the initramfs;
+	// nil stays on the initramfs (unless photon.root= is given).
+	Root *Root `yaml:"root"`
 }
 
 // Registries configures pulls from container registries.

@@ -148,6 +148,7 @@ func (c *Config) validate(name string, root *yaml.Node) Errors {
 		add(lineOf(root, "containers", "dir"), "containers.dir: %q is not an absolute path", d)
 	}
 	c.Network.validate(root, add)
+	c.validateMounts(root, add)
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 	return errs
 }

@@ -76,12 +76,26 @@ func (e Entry) OnDisk() bool {
 // or a 9p/virtiofs tag.
 func (e Entry) Waits() bool { return e.OnDisk() || contains(tagTypes, e.Type) }
 
-// Check reports what is wrong with the entry, without looking at the
-// machine: an unknown type, a source of the wrong form, bad options.
-func (e Entry) Check() error {
-	var errs []error
+// Problem is something wrong with one field of an Entry.
+type Problem struct {
+	// Field is the init.yaml key: source, target, type, options, timeout
+	// or mkfs_if_empty.
+	Field string
+	Err   error
+}
+
+// Problems reports what is wrong with the entry, field by field, without
+// looking at the machine: a target that is not a clean absolute path, an
+// unknown type, a source of the wrong form for the type, bad options, a
+// mkfs_if_empty that cannot apply or cannot give the filesystem the label
+// or UUID the source names.
+func (e Entry) Problems() []Problem {
+	var ps []Problem
+	add := func(field string, format string, a ...any) {
+		ps = append(ps, Problem{Field: field, Err: fmt.Errorf(format, a...)})
+	}
 	if !filepath.IsAbs(e.Target) || filepath.Clean(e.Target) != e.Target {
-		errs = append(errs, fmt.Errorf("target %q is not a clean absolute path", e.Target))
+		add("target", "%q is not a clean absolute path", e.Target)
 	}
 	typ := e.Type
 	if typ == "" {
@@ -89,40 +103,49 @@ func (e Entry) Check() error {
 	}
 	opts, err := ParseOptions(e.Options)
 	if err != nil {
-		errs = append(errs, err)
+		ps = append(ps, Problem{Field: "options", Err: err})
 	}
 	switch {
 	case !contains(Types(), typ):
-		errs = append(errs, fmt.Errorf("type %q is not one of %s", e.Type, strings.Join(Types(), ", ")))
+		add("type", "%q is not one of %s", e.Type, strings.Join(Types(), ", "))
 	case e.OnDisk():
 		if _, err := blockdev.ParseSpec(e.Source); err != nil {
-			errs = append(errs, fmt.Errorf("source: %w", err))
+			ps = append(ps, Problem{Field: "source", Err: err})
 		}
 	case contains(tagTypes, typ):
 		if e.Source == "" || strings.ContainsAny(e.Source, " \t\n,=/") {
-			errs = append(errs, fmt.Errorf("source %q is not a %s mount tag", e.Source, typ))
+			add("source", "%q is not a %s mount tag", e.Source, typ)
 		}
 	case typ == "overlay" && err == nil && !opts.HasData("lowerdir"):
-		errs = append(errs, fmt.Errorf("overlay needs a lowerdir= option"))
+		add("options", "overlay needs a lowerdir= option")
 	}
 	if e.MkfsIfEmpty != "" {
 		switch {
 		case !contains(MkfsTypes(), e.MkfsIfEmpty):
-			errs = append(errs, fmt.Errorf("mkfs_if_empty %q is not one of %s", e.MkfsIfEmpty, strings.Join(MkfsTypes(), ", ")))
+			add("mkfs_if_empty", "%q is not one of %s", e.MkfsIfEmpty, strings.Join(MkfsTypes(), ", "))
 		case !e.OnDisk():
-			errs = append(errs, fmt.Errorf("mkfs_if_empty needs a filesystem on a disk, not %s", typ))
+			add("mkfs_if_empty", "needs a filesystem on a disk, not %s", typ)
 		case typ != "auto" && typ != e.MkfsIfEmpty:
-			errs = append(errs, fmt.Errorf("mkfs_if_empty %s contradicts type %s", e.MkfsIfEmpty, typ))
+			add("mkfs_if_empty", "%s contradicts type %s", e.MkfsIfEmpty, typ)
 		default:
 			if spec, err := blockdev.ParseSpec(e.Source); err == nil {
 				if err := checkMkfsName(e.MkfsIfEmpty, spec); err != nil {
-					errs = append(errs, err)
+					ps = append(ps, Problem{Field: "mkfs_if_empty", Err: err})
 				}
 			}
 		}
 	}
 	if e.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("timeout %v is negative", e.Timeout))
+		add("timeout", "%v is negative", e.Timeout)
+	}
+	return ps
+}
+
+// Check returns the entry's Problems as one error, or nil.
+func (e Entry) Check() error {
+	var errs []error
+	for _, p := range e.Problems() {
+		errs = append(errs, fmt.Errorf("%s: %w", p.Field, p.Err))
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,98 @@
+package api
+
+import (
+	"context"
+	"io"
+	"syscall"
+	"time"
+
+	"github.com/photon-init/photon-init/pkg/boot/timeline"
+)
+
+// Containers is what the server needs of the container engine. Errors
+// carry their status as *Error (see ErrNotFound, ErrConflict, ErrInvalid);
+// others are answered as 500. Every method may be called from many
+// goroutines at once and must return when ctx is done.
+type Containers interface {
+	// List returns every declared container, in a stable order.
+	List(ctx context.Context) ([]ContainerInfo, error)
+	// Inspect returns one container (ErrNotFound if unknown).
+	Inspect(ctx context.Context, name string) (ContainerInfo, error)
+	// Start starts a stopped or exited container (ErrConflict if it
+	// cannot be started now).
+	Start(ctx context.Context, name string) error
+	// Stop stops a container with its stop signal, then SIGKILL after the
+	// timeout, and returns once it has stopped. Stopping a container that
+	// is not running is no error.
+	Stop(ctx context.Context, name string, opts StopOptions) error
+	// Restart stops the container (if it runs) and starts it again.
+	Restart(ctx context.Context, name string, opts StopOptions) error
+	// Kill sends sig to the container's first process (ErrConflict if it
+	// does not run).
+	Kill(ctx context.Context, name string, sig syscall.Signal) error
+	// Logs returns the container's log lines selected by opts. The server
+	// closes the stream when the client is gone or the stream ended.
+	Logs(ctx context.Context, name string, opts LogOptions) (Stream[LogEntry], error)
+	// Exec starts a process in a running container (ErrConflict if it
+	// does not run). The server calls the session's Close when done.
+	Exec(ctx context.Context, name string, opts ExecOptions) (ExecSession, error)
+	// Events returns the state changes from since on (the ones still
+	// remembered), then new ones as they happen, until the stream is
+	// closed.
+	// A zero since gives only new events.
+	Events(ctx context.Context, since time.Time) (Stream[Event], error)
+}
+
+// Stream is a sequence of values that a server handler pulls one by one.
+// The server calls Next from one goroutine; Close may be called from
+// another at any time (a client gone) and must make a blocked Next return.
+// A stream must not buffer without bound: a client that reads slowly makes
+// Next be called slowly, and a producer that cannot wait drops (and may
+// say so in the values it gives).
+type Stream[T any] interface {
+	// Next returns the next value. It blocks until there is one, ctx is
+	// done (returning ctx.Err()) or the stream is closed; io.EOF ends a
+	// stream that has nothing more to give.
+	Next(ctx context.Context) (T, error)
+	// Close releases the stream.
+	Close() error
+}
+
+// ExecSession is one process started by Containers.Exec. The server copies
+// the client's input to Stdin and Stdout and Stderr to the client; once
+// Wait has returned it drains Stdout and Stderr (for a short time: a
+// process the command left behind may hold them open), sends the exit
+// code and calls Close.
+type ExecSession interface {
+	// Stdin is the process's standard input: the write end of a pipe, or
+	// the terminal's master with a TTY. Nil when ExecOptions.Stdin is
+	// false. The server closes it when the client's input ends, except
+	// with a TTY (where the end of input is the terminal's EOF character,
+	// sent by the client like any other key).
+	Stdin() io.WriteCloser
+	// Stdout is the process's standard output, or the terminal's master
+	// with a TTY. Reading it ends with io.EOF, or with an error such as
+	// EIO from a terminal master, once every writer has gone.
+	Stdout() io.Reader
+	// Stderr is the process's standard error; nil with a TTY.
+	Stderr() io.Reader
+	// Resize sets the terminal's window size (an error without a TTY).
+	Resize(size TermSize) error
+	// Wait blocks until the process has exited and returns its exit code
+	// (128+N when killed by signal N).
+	Wait(ctx context.Context) (int, error)
+	// Close ends the session: it kills the process if it still runs and
+	// releases the streams, making blocked reads return. The server calls
+	// it once, after Wait returned or when the client is gone.
+	Close() error
+}
+
+// Machine is what the server needs of the machine: the boot timeline and
+// power requests. "photon-init run" has none (Options.Machine nil).
+type Machine interface {
+	// Timeline returns the boot timeline as recorded so far.
+	Timeline(ctx context.Context) (*timeline.Document, error)
+	// Power asks for the machine to power off, reboot or halt. It returns
+	// once the request is taken; the shutdown goes on without the caller.
+	Power(ctx context.Context, action PowerAction) error
+}

@@ -1,0 +1,555 @@
+package api_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/photon-init/photon-init/pkg/api"
+	"github.com/photon-init/photon-init/pkg/boot/timeline"
+)
+
+// fakeContainers implements api.Containers over a map, with log lines and
+// events the test feeds, and exec sessions whose "process" is a goroutine
+// on real pipes or a real pseudo-terminal.
+type fakeContainers struct {
+	mu      sync.Mutex
+	cs      map[string]*api.ContainerInfo
+	logs    map[string][]api.LogEntry
+	subs    map[*fakeStream[api.LogEntry]]string // log followers and their container
+	evSubs  map[*fakeStream[api.Event]]bool
+	events  []api.Event
+	killed  []string // "NAME SIGNAL"
+	stopped []string // "NAME TIMEOUT"
+
+	streamsOpen atomic.Int32 // streams handed out and not closed
+	execsOpen   atomic.Int32 // exec sessions not closed
+	execStarted chan *fakeExec
+}
+
+func newFakeContainers() *fakeContainers {
+	f := &fakeContainers{
+		cs:          map[string]*api.ContainerInfo{},
+		logs:        map[string][]api.LogEntry{},
+		subs:        map[*fakeStream[api.LogEntry]]string{},
+		evSubs:      map[*fakeStream[api.Event]]bool{},
+		execStarted: make(chan *fakeExec, 16),
+	}
+	started := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	f.cs["web"] = &api.ContainerInfo{
+		Name: "web", File: "/etc/photon/containers/web.yaml", Image: "demo/web:1.0",
+		ImageDigest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		State:       "running", Reason: "started, pid 42", Pid: 42, StartedAt: started, Restarts: 2,
+		LastExit: &api.Exit{Code: 137, Signal: "SIGKILL"},
+		Health:   &api.Health{Status: "healthy"}, Network: "bridge",
+		Addresses: []string{"10.88.0.2/16"},
+		Ports:     []api.Port{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}},
+	}
+	f.cs["db"] = &api.ContainerInfo{
+		Name: "db", Image: "demo/db:2", State: "exited", Reason: "exit 1",
+		StartedAt: started, FinishedAt: started.Add(time.Minute), LastExit: &api.Exit{Code: 1},
+	}
+	for i := range 5 {
+		f.logs["web"] = append(f.logs["web"], api.LogEntry{
+			Time: started.Add(time.Duration(i) * time.Second), Stream: []string{"stdout", "stderr"}[i%2],
+			Line: fmt.Sprintf("line %d", i),
+		})
+	}
+	return f
+}
+
+func (f *fakeContainers) get(name string) (*api.ContainerInfo, error) {
+	c, ok := f.cs[name]
+	if !ok {
+		return nil, api.Errorf(http.StatusNotFound, "no container named %q", name)
+	}
+	return c, nil
+}
+
+func (f *fakeContainers) List(ctx context.Context) ([]api.ContainerInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []api.ContainerInfo
+	for _, c := range f.cs {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (f *fakeContainers) Inspect(ctx context.Context, name string) (api.ContainerInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.get(name)
+	if err != nil {
+		return api.ContainerInfo{}, err
+	}
+	return *c, nil
+}
+
+func (f *fakeContainers) setState(name, from, to string) {
+	f.cs[name].State = to
+	ev := api.Event{Time: time.Now(), Container: name, From: from, To: to, Reason: "asked"}
+	f.events = append(f.events, ev)
+	for s := range f.evSubs {
+		s.push(ev)
+	}
+}
+
+func (f *fakeContainers) Start(ctx context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.get(name)
+	if err != nil {
+		return err
+	}
+	if c.State == "running" {
+		return fmt.Errorf("container %s is already running: %w", name, api.ErrConflict)
+	}
+	f.setState(name, c.State, "running")
+	return nil
+}
+
+func (f *fakeContainers) Stop(ctx context.Context, name string, opts api.StopOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.get(name)
+	if err != nil {
+		return err
+	}
+	f.stopped = append(f.stopped, fmt.Sprintf("%s %v", name, opts.Timeout))
+	if c.State == "running" {
+		f.setState(name, c.State, "stopped")
+	}
+	return nil
+}
+
+func (f *fakeContainers) Restart(ctx context.Context, name string, opts api.StopOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.get(name)
+	if err != nil {
+		return err
+	}
+	c.Restarts++
+	f.setState(name, c.State, "running")
+	return nil
+}
+
+func (f *fakeContainers) Kill(ctx context.Context, name string, sig syscall.Signal) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.get(name)
+	if err != nil {
+		return err
+	}
+	if c.State != "running" {
+		return api.Errorf(http.StatusConflict, "container %s is not running", name)
+	}
+	f.killed = append(f.killed, fmt.Sprintf("%s %s", name, unix.SignalName(sig)))
+	return nil
+}
+
+func (f *fakeContainers) Logs(ctx context.Context, name string, opts api.LogOptions) (api.Stream[api.LogEntry], error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, err := f.get(name); err != nil {
+		return nil, err
+	}
+	var lines []api.LogEntry
+	for _, l := range f.logs[name] {
+		if opts.Since.IsZero() || !l.Time.Before(opts.Since) {
+			lines = append(lines, l)
+		}
+	}
+	if opts.Tail >= 0 && len(lines) > opts.Tail {
+		lines = lines[len(lines)-opts.Tail:]
+	}
+	s := newFakeStream(f, lines, opts.Follow)
+	if opts.Follow {
+		f.subs[s] = name
+		s.onClose = func() {
+			f.mu.Lock()
+			delete(f.subs, s)
+			f.mu.Unlock()
+		}
+	}
+	return s, nil
+}
+
+// emit adds a log line and hands it to the followers.
+func (f *fakeContainers) emit(name, line string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := api.LogEntry{Time: time.Now(), Stream: "stdout", Line: line}
+	f.logs[name] = append(f.logs[name], e)
+	for s, n := range f.subs {
+		if n == name {
+			s.push(e)
+		}
+	}
+}
+
+// followers counts the open log-following streams.
+func (f *fakeContainers) followers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.subs)
+}
+
+func (f *fakeContainers) Events(ctx context.Context, since time.Time) (api.Stream[api.Event], error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var old []api.Event
+	if !since.IsZero() {
+		for _, e := range f.events {
+			if !e.Time.Before(since) {
+				old = append(old, e)
+			}
+		}
+	}
+	s := newFakeStream(f, old, true)
+	f.evSubs[s] = true
+	s.onClose = func() {
+		f.mu.Lock()
+		delete(f.evSubs, s)
+		f.mu.Unlock()
+	}
+	return s, nil
+}
+
+// fakeStream gives its first values, then (following) the pushed ones,
+// through a bounded buffer that drops when full.
+type fakeStream[T any] struct {
+	f       *fakeContainers
+	first   []T
+	follow  bool
+	ch      chan T
+	done    chan struct{}
+	once    sync.Once
+	onClose func()
+}
+
+func newFakeStream[T any](f *fakeContainers, first []T, follow bool) *fakeStream[T] {
+	f.streamsOpen.Add(1)
+	return &fakeStream[T]{f: f, first: first, follow: follow, ch: make(chan T, 64), done: make(chan struct{})}
+}
+
+func (s *fakeStream[T]) push(v T) {
+	select {
+	case s.ch <- v:
+	default:
+	}
+}
+
+func (s *fakeStream[T]) Next(ctx context.Context) (T, error) {
+	var zero T
+	if len(s.first) > 0 {
+		v := s.first[0]
+		s.first = s.first[1:]
+		return v, nil
+	}
+	if !s.follow {
+		return zero, io.EOF
+	}
+	select {
+	case v := <-s.ch:
+		return v, nil
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	case <-s.done:
+		return zero, io.EOF
+	}
+}
+
+func (s *fakeStream[T]) Close() error {
+	s.once.Do(func() {
+		close(s.done)
+		if s.onClose != nil {
+			s.onClose()
+		}
+		s.f.streamsOpen.Add(-1)
+	})
+	return nil
+}
+
+// Exec starts a fake process. Its command picks the behaviour:
+//
+//	echo        (pipes) every input line back as "out: LINE" on stdout and
+//	            "err: LINE" on stderr; at the end of input "bye" and exit
+//	            with the number of lines
+//	sleep       (pipes) nothing until closed
+//	flood       (pipes) output without end until closed
+//	shell       (TTY) a line-oriented program on a real pseudo-terminal:
+//	            "size" answers "size ROWSxCOLS", "exit N" exits with N,
+//	            anything else "you said: LINE"
+func (f *fakeContainers) Exec(ctx context.Context, name string, opts api.ExecOptions) (api.ExecSession, error) {
+	f.mu.Lock()
+	c, err := f.get(name)
+	f.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if c.State != "running" {
+		return nil, api.Errorf(http.StatusConflict, "container %s is not running", name)
+	}
+	var e *fakeExec
+	switch opts.Cmd[0] {
+	case "echo", "sleep", "flood":
+		e, err = newPipeExec(opts)
+	case "shell":
+		e, err = newTTYExec(opts)
+	default:
+		return nil, api.Errorf(http.StatusBadRequest, "exec: %s: no such program", opts.Cmd[0])
+	}
+	if err != nil {
+		return nil, err
+	}
+	f.execsOpen.Add(1)
+	e.onClose = func() { f.execsOpen.Add(-1) }
+	select {
+	case f.execStarted <- e:
+	default:
+	}
+	return e, nil
+}
+
+// fakeExec is an exec session whose process is a goroutine.
+type fakeExec struct {
+	stdin          io.WriteCloser
+	stdout, stderr io.Reader
+	master         *os.File // TTY only
+	closers        []io.Closer
+	exited         chan struct{}
+	code           int
+	once           sync.Once
+	onClose        func()
+	closed         chan struct{}
+}
+
+func (e *fakeExec) Stdin() io.WriteCloser { return e.stdin }
+func (e *fakeExec) Stdout() io.Reader     { return e.stdout }
+func (e *fakeExec) Stderr() io.Reader     { return e.stderr }
+
+func (e *fakeExec) Resize(size api.TermSize) error {
+	if e.master == nil {
+		return fmt.Errorf("no terminal")
+	}
+	return setWinsize(e.master, size)
+}
+
+func (e *fakeExec) Wait(ctx context.Context) (int, error) {
+	select {
+	case <-e.exited:
+		return e.code, nil
+	case <-ctx.Done():
+		return -1, ctx.Err()
+	}
+}
+
+func (e *fakeExec) Close() error {
+	e.once.Do(func() {
+		close(e.closed)
+		for _, c := range e.closers {
+			c.Close()
+		}
+		e.onClose()
+	})
+	return nil
+}
+
+func newPipeExec(opts api.ExecOptions) (*fakeExec, error) {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	outR, outW, _ := os.Pipe()
+	errR, errW, _ := os.Pipe()
+	e := &fakeExec{stdout: outR, stderr: errR, exited: make(chan struct{}), closed: make(chan struct{})}
+	e.closers = []io.Closer{inR, inW, outR, outW, errR, errW}
+	if opts.Stdin {
+		e.stdin = inW
+	} else {
+		inW.Close()
+	}
+	exit := func(code int) {
+		e.code = code
+		outW.Close()
+		errW.Close()
+		close(e.exited)
+	}
+	switch opts.Cmd[0] {
+	case "echo":
+		go func() {
+			sc := bufio.NewScanner(inR)
+			n := 0
+			for sc.Scan() {
+				n++
+				fmt.Fprintf(outW, "out: %s\n", sc.Text())
+				fmt.Fprintf(errW, "err: %s\n", sc.Text())
+			}
+			fmt.Fprintln(outW, "bye")
+			exit(n)
+		}()
+	case "sleep":
+		go func() {
+			<-e.closed
+			exit(137)
+		}()
+	case "flood":
+		go func() {
+			line := []byte(strings.Repeat("x", 1023) + "\n")
+			for {
+				if _, err := outW.Write(line); err != nil {
+					break
+				}
+			}
+			exit(137)
+		}()
+	}
+	return e, nil
+}
+
+func newTTYExec(opts api.ExecOptions) (*fakeExec, error) {
+	master, slave, err := openPTY()
+	if err != nil {
+		return nil, err
+	}
+	if opts.Size != (api.TermSize{}) {
+		if err := setWinsize(master, opts.Size); err != nil {
+			return nil, err
+		}
+	}
+	e := &fakeExec{stdin: master, stdout: master, master: master, exited: make(chan struct{}), closed: make(chan struct{})}
+	e.closers = []io.Closer{master, slave}
+	go func() {
+		code := 0
+		sc := bufio.NewScanner(slave)
+		fmt.Fprint(slave, "$ ")
+		for sc.Scan() {
+			line := sc.Text()
+			if n, ok := strings.CutPrefix(line, "exit "); ok {
+				code, _ = strconv.Atoi(n)
+				break
+			}
+			if line == "size" {
+				ws, err := getWinsize(slave)
+				if err != nil {
+					fmt.Fprintf(slave, "size: %v\n", err)
+				} else {
+					fmt.Fprintf(slave, "size %dx%d\n", ws.Height, ws.Width)
+				}
+			} else {
+				fmt.Fprintf(slave, "you said: %s\n", line)
+			}
+			fmt.Fprint(slave, "$ ")
+		}
+		// The process's end closes its side of the terminal.
+		slave.Close()
+		e.code = code
+		close(e.exited)
+	}()
+	return e, nil
+}
+
+// openPTY opens a pseudo-terminal pair. The ioctls go through SyscallConn
+// (not Fd, which would make the files blocking and Close unable to end a
+// blocked Read).
+func openPTY() (master, slave *os.File, err error) {
+	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	var n int
+	err = control(master, func(fd int) error {
+		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+			return err
+		}
+		var err error
+		n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
+		return err
+	})
+	if err != nil {
+		master.Close()
+		return nil, nil, fmt.Errorf("pty: %w", err)
+	}
+	slave, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		master.Close()
+		return nil, nil, err
+	}
+	return master, slave, nil
+}
+
+func control(f *os.File, fn func(fd int) error) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+func setWinsize(f *os.File, size api.TermSize) error {
+	return control(f, func(fd int) error {
+		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: size.Height, Col: size.Width})
+	})
+}
+
+func getWinsize(f *os.File) (api.TermSize, error) {
+	var ws *unix.Winsize
+	err := control(f, func(fd int) error {
+		var err error
+		ws, err = unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ)
+		return err
+	})
+	if err != nil {
+		return api.TermSize{}, err
+	}
+	return api.TermSize{Height: ws.Row, Width: ws.Col}, nil
+}
+
+// fakeMachine implements api.Machine.
+type fakeMachine struct {
+	mu    sync.Mutex
+	power []api.PowerAction
+}
+
+func (m *fakeMachine) Timeline(ctx context.Context) (*timeline.Document, error) {
+	return &timeline.Document{
+		PID1Start: 412 * time.Millisecond,
+		Complete:  900 * time.Millisecond,
+		Steps: []timeline.Step{
+			{Name: "mount", Phase: "early", Start: 420 * time.Millisecond, End: 431 * time.Millisecond},
+			{Name: "network", Phase: "net", Start: 440 * time.Millisecond, End: 700 * time.Millisecond, Error: "dhcp: no lease"},
+		},
+	}, nil
+}
+
+func (m *fakeMachine) Power(ctx context.Context, action api.PowerAction) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.power = append(m.power, action)
+	return nil
+}
+
+func (m *fakeMachine) actions() []api.PowerAction {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]api.PowerAction(nil), m.power...)
+}

@@ -123,6 +123,7 @@ func Plan() []Phase {
 			{Name: "rlimits", Run: (*Machine).setRlimits},
 			{Name: "entropy", Run: (*Machine).checkEntropy},
 		}},
+		{"storage", []Step{{Name: "mounts", Run: (*Machine).mountStorage}}},
 		{"late", []Step{
 			{Name: "sysctl", Run: (*Machine).applySysctl, Machine: true},
 			{Name: "power-button", Run: (*Machine).watchPowerButton, Machine: true},

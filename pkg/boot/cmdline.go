@@ -26,6 +26,10 @@ type Cmdline struct {
 	// IP are the values of the kernel's ip= parameters, in order; the
 	// network step parses them (package net/ipconfig) and reports bad ones.
 	IP []string
+	// Root is photon.root=: the real root to switch to (LABEL=, UUID=,
+	// PARTUUID=, PARTLABEL= or a /dev path), overriding init.yaml's root:
+	// source. See docs/storage.md.
+	Root string
 	// Warnings are problems found while parsing; the boot goes on.
 	Warnings []string
 }
@@ -98,6 +102,12 @@ func ParseCmdline(s string) Cmdline {
 				default:
 					c.Warnings = append(c.Warnings, fmt.Sprintf("photon.modules: %q is not a module name", m))
 				}
+			}
+		case "photon.root":
+			if err := config.ValidRootSpec(val); err != nil {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("photon.root=%q: %v", val, err))
+			} else {
+				c.Root = val
 			}
 		case "photon.console":
 			switch val {

@@ -13,14 +13,15 @@
 // image's Entrypoint and drops its Cmd unless the manifest also gives a
 // command; a command replaces Cmd. The environment is PATH (DefaultPath
 // when neither sets one) and HOSTNAME, then the image's Env, then the
-// manifest's entries overriding by key (an entry without "=" removes the
-// key), then HOME from the user's passwd entry (else "/"); TERM is not set,
-// since containers get pipes, not a terminal. working_dir, user and
-// stop_signal override the image's; a user name or group name is resolved
-// in the image's /etc/passwd and /etc/group (inside the container's root,
-// symlinks included); a missing working directory is created. The image's
-// volumes become anonymous volumes unless the manifest mounts something at
-// the same path.
+// runtime's NOTIFY_SOCKET (and WATCHDOG_USEC, WATCHDOG_PID, see below),
+// then the manifest's entries overriding by key (an entry without "="
+// removes the key), then HOME from the user's passwd entry (else "/");
+// TERM is not set, since containers get pipes, not a terminal.
+// working_dir, user and stop_signal override the image's; a user name or
+// group name is resolved in the image's /etc/passwd and /etc/group (inside
+// the container's root, symlinks included); a missing working directory is
+// created. The image's volumes become anonymous volumes unless the
+// manifest mounts something at the same path.
 //
 // # Isolation
 //
@@ -69,6 +70,7 @@
 // # Files on the host
 //
 //	StateDir/NAME/               libcontainer's state (state.json)
+//	NotifyDir/NAME/notify.sock   the sd_notify socket (tmpfs, /run/photon/notify)
 //	DataDir/containers/NAME/
 //	    rootfs/                  the root filesystem (overlay mount point)
 //	    upper/ work/             the overlay's writable layer
@@ -110,6 +112,60 @@
 // libcontainer's nsenter. Every container process is created inside
 // reaper.Exclusive and waited for by its owner, which then releases its pid
 // (see pkg/boot/reaper). Output goes through pipes to a logs.Sink; stdin
-// is /dev/null. Exit reports the exit code, the killing signal and whether
-// the cgroup saw an OOM kill.
+// is /dev/null.
+//
+// Exec starts a further process in a running container (libcontainer's
+// setns process: the container's namespaces, cgroup, capabilities,
+// no_new_privileges, rlimits and seccomp profile; its environment plus the
+// caller's entries, its working directory, its user or another), created
+// through the reaper like the first one. Its stdio are pipes to the
+// caller's io.Reader and io.Writers (one pipe when stdout and stderr are
+// the same writer, so that combined output keeps its order) or a new
+// terminal of the container's devpts, whose master comes back through
+// libcontainer's console socket (runc's exec --tty protocol) with a Resize
+// method; TERM=xterm is then set unless the container sets TERM. Run is
+// Exec for health checks: argv, combined output (the first 4 KiB, as
+// Docker keeps), and at its timeout the process and its descendants
+// (found through the cgroup and their parent pids) are killed.
+//
+// # Readiness: sd_notify
+//
+// Every container gets a notify socket (package notify), cheap and
+// harmless to a container that never writes to it; Docker has no such
+// thing, and podman offers it only with --sdnotify=container, but a
+// service_ready dependency needs it, and a manifest key to switch it on
+// would be one more thing to forget. The socket is
+// NotifyDir/NAME/notify.sock on the host (a tmpfs), mode 0666 in a
+// directory of mode 0755 so that a process of any uid can send; that
+// directory alone is bind-mounted read-only (and nosuid, nodev, noexec)
+// on /run/photon/notify, so the container reaches only its own socket,
+// through its own mount namespace, and NOTIFY_SOCKET is
+// /run/photon/notify/notify.sock (photon-init's own path, so nothing an
+// image has under /run/systemd is shadowed). A user mount on that
+// directory wins, and the container then gets no socket and no
+// NOTIFY_SOCKET. With a watchdog (manifest watchdog > 0) the environment
+// also has WATCHDOG_USEC and WATCHDOG_PID=1: the first process is PID 1
+// of the container's own PID namespace, so sd_watchdog_enabled(3) is true
+// there and false in processes started by Exec, which inherit the
+// variables. The socket listens from Create on, so that no READY=1 sent
+// early is lost, and is closed when the first process has exited.
+// Notifications delivers the messages without ever blocking the reader.
+//
+// # Exits and OOM kills
+//
+// Exit reports the exit code, the killing signal, how many of the
+// container's processes the kernel's OOM killer killed during the run
+// (the memory cgroup's oom_kill count, from start to exit) and whether the
+// first process was one of them: it died of a SIGKILL that photon-init did
+// not send while that count rose. While the container runs, OOMEvents
+// reports each kill, the first process's or a child's: on cgroup v2
+// memory.events is watched with inotify, on cgroup v1 an eventfd is
+// registered for memory.oom_control (whose notification precedes the
+// kill, so the count is read until it moves). Both descriptors are
+// non-blocking and go through Go's poller: no thread is parked per
+// container. libcontainer's own NotifyOOM was not used: on v2 it reports
+// every later change of memory.events once a kill has happened, its
+// goroutine blocks for good on an unread channel, it cannot be stopped
+// before the cgroup goes, and it parks a thread in a blocking read per
+// container.
 package container

@@ -24,8 +24,9 @@ import (
 // first 4 KiB, as Docker keeps of a health check's output.
 const RunOutputLimit = 4096
 
-// ErrRunTimeout is returned (wrapped) by Run when the process did not end
-// within its timeout.
+// ErrRunTimeout is returned (wrapped, together with
+// context.DeadlineExceeded) by Run when the process did not end within its
+// timeout.
 var ErrRunTimeout = errors.New("timed out")
 
 // ExecOptions describe a process started in a running container by Exec.
@@ -55,7 +56,9 @@ type ExecOptions struct {
 
 	// Stdin is copied to the process's stdin until it ends (EOF closes
 	// the process's stdin) or the process exits; nil gives /dev/null.
-	// With TTY it is copied to the terminal instead.
+	// With TTY it is copied to the terminal instead. A Read of Stdin in
+	// progress when the process exits is not interrupted: the copy ends
+	// when it returns (close the reader to end it).
 	Stdin io.Reader
 	// Stdout and Stderr receive the process's output; nil discards it.
 	// The same writer for both gets the combined output in order (one
@@ -320,7 +323,8 @@ func ppid(pid int) (int, error) {
 // user, environment and working directory; stdin /dev/null) and returns
 // its exit code and the first RunOutputLimit bytes of its combined stdout
 // and stderr. A timeout > 0 bounds the run: at the timeout the process
-// and its descendants are killed and the error wraps ErrRunTimeout; when
+// and its descendants are killed and the error wraps ErrRunTimeout and
+// context.DeadlineExceeded; when
 // ctx ends first they are killed too and the error wraps ctx's. code is
 // -1 whenever err is not nil. A process killed by a signal gives
 // 128+signal. It is what a health check needs; a CMD-SHELL test is the
@@ -350,7 +354,7 @@ func (c *Container) Run(ctx context.Context, argv []string, timeout time.Duratio
 	case <-time.After(killWait):
 	}
 	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("%s in container %s: %w after %v", argv[0], c.name, ErrRunTimeout, timeout)
+		err = fmt.Errorf("%s in container %s: %w after %v (%w)", argv[0], c.name, ErrRunTimeout, timeout, context.DeadlineExceeded)
 	} else {
 		err = fmt.Errorf("%s in container %s: %w", argv[0], c.name, err)
 	}

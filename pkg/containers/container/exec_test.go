@@ -1,14 +1,12 @@
 package container
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,19 +15,7 @@ import (
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
 )
 
-// syncBuffer is an io.Writer for a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
+func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
@@ -106,7 +92,7 @@ func TestExecPipes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr syncBuffer
+			var stdout, stderr lockedBuffer
 			o := tt.opts
 			o.Stdout, o.Stderr = &stdout, &stderr
 			p, err := c.Exec(ctx, o)
@@ -213,7 +199,7 @@ func TestExecTerminal(t *testing.T) {
 	if term == nil || !strings.HasPrefix(term.Name(), "/dev/pts/") {
 		t.Fatalf("terminal %v", term)
 	}
-	var out syncBuffer
+	var out lockedBuffer
 	copied := make(chan error, 1)
 	go func() {
 		_, err := io.Copy(&out, term)
@@ -255,7 +241,7 @@ func TestExecTerminal(t *testing.T) {
 	}
 
 	// The caller's streams copied through the terminal.
-	var out2 syncBuffer
+	var out2 lockedBuffer
 	p2, err := c.Exec(ctx, ExecOptions{Args: []string{"/probe", "tty"}, TTY: true, Stdin: strings.NewReader("via stdin\n"), Stdout: &out2})
 	if err != nil {
 		t.Fatal(err)
@@ -299,7 +285,7 @@ func TestRun(t *testing.T) {
 	// At the timeout the process and what it started are killed.
 	start := time.Now()
 	code, out, err = c.Run(ctx, []string{"/probe", "fork", "3"}, 500*time.Millisecond)
-	if !errors.Is(err, ErrRunTimeout) || code != -1 {
+	if !errors.Is(err, ErrRunTimeout) || !errors.Is(err, context.DeadlineExceeded) || code != -1 {
 		t.Errorf("Run past its timeout: %d %v", code, err)
 	}
 	if took := time.Since(start); took > 3*time.Second {

@@ -513,6 +513,9 @@ func (c *Container) Destroy() error {
 	if err := unmountAll(c.l.rootfs); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.rt.detachNetwork(c.name); err != nil {
+		errs = append(errs, err)
+	}
 	c.closeNotify()
 	if err := os.RemoveAll(c.l.notifyDir); err != nil {
 		errs = append(errs, fmt.Errorf("remove the notify socket: %w", err))

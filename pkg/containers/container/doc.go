@@ -25,12 +25,39 @@
 //
 // # Isolation
 //
-// Each container has its own mount, PID, IPC, UTS and cgroup namespaces.
-// network_mode "none" adds an empty network namespace (only lo, up);
-// "host" shares the machine's. Until bridge networking exists, an unset
-// network_mode ("") means host; "bridge" and "container:NAME" are refused
-// as not supported yet. The hostname is the manifest's hostname, else the
-// container's name.
+// Each container has its own mount, PID, IPC, UTS and cgroup namespaces,
+// and a network namespace as its network_mode says (see Networks). The
+// hostname is the manifest's hostname, else the container's name.
+//
+// # Networks
+//
+// network_mode bridge (also an unset network_mode: the default, as in
+// Compose) gives the container a network namespace of its own on the
+// machine's container bridge (photon0, 10.88.0.0/16 unless
+// Options.Network says otherwise): eth0 with an address that the
+// container's name keeps across restarts (kept on disk under
+// DataDir/ipam), a default route through the bridge, outbound NAT, and
+// its published ports (manifest ports with a host port) forwarded from
+// the machine's addresses and from the machine itself. "none" gives a
+// namespace with only lo, up. Both are named namespaces
+// (NetnsDir/NAME), made by Create and joined by libcontainer through their
+// path, so the network is up before the container's first process runs;
+// Destroy removes the namespace, the veth pair and the port rules (the
+// address stays reserved until Remove). "container:NAME" joins the
+// namespace of the container NAME, which must have been created first,
+// and takes its host name; "host" shares the machine's network. The
+// package pkg/net/containernet does the work.
+//
+// Containers on the bridge find each other by name through /etc/hosts:
+// each bridged container's hosts file lists its own address with its host
+// name and name, and every other bridged container's address with its
+// name, its host name and the names of the containers sharing its
+// namespace. The files are rewritten in place (the same inode, which is
+// what the container has bind-mounted) whenever a bridged container is
+// created or destroyed. There is no DNS server on the bridge: /etc/hosts
+// needs no process, works with every libc and static binary, and the set
+// of names changes only when photon-init itself creates or destroys a
+// container. Names are not visible to containers with host networking.
 //
 // Capabilities are Docker's default set (the 14 of moby's oci package) with
 // cap_add and cap_drop applied as Docker does (ALL in either). Docker's
@@ -80,6 +107,8 @@
 //	    volumes/                 anonymous volumes (target path escaped)
 //	VolumesDir/NAME/             named volumes, created on first use
 //	LogDir/NAME.log              the container's output (pkg/containers/logs)
+//	NetnsDir/NAME                its network namespace (bridge, none; /run/photon/netns)
+//	DataDir/ipam/BRIDGE.json     the bridge's addresses, by container name
 //
 // The root filesystem is an overlay: the image's layers (lowest first in
 // image.Image.Layers, given to overlayfs highest first) under the
@@ -95,7 +124,8 @@
 // is filled with what the image has at its target, as in Docker; a missing
 // host directory of a bind mount is created.
 //
-// /etc/hosts (loopback names and the hostname on 127.0.1.1), /etc/hostname
+// /etc/hosts (loopback names and the hostname on 127.0.1.1, or on its
+// address for a bridged container, see Networks), /etc/hostname
 // and /etc/resolv.conf (a copy of Options.ResolvConf, empty when it does
 // not exist) are generated and bind-mounted, writable as in Docker.
 //

@@ -147,7 +147,7 @@ func linuxDevices(m *manifest.Container) ([]specs.LinuxDevice, []string, error) 
 func checkSysctls(s map[string]string, ownNetns bool) error {
 	for _, k := range slices.Sorted(maps.Keys(s)) {
 		if strings.HasPrefix(k, "net.") && !ownNetns {
-			return fmt.Errorf("sysctls: %s needs the container's own network namespace (network_mode: none), it would change the machine's", k)
+			return fmt.Errorf("sysctls: %s needs the container's own network namespace (network_mode bridge or none), it would change the machine's", k)
 		}
 	}
 	return nil

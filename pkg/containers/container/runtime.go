@@ -85,6 +85,9 @@ type Options struct {
 	// that must outlive one run of the container gives a wrapper whose
 	// Close does nothing.
 	LogDestinations func(name string) []logs.Destination
+	// Network configures the containers' networks (bridge, netns and
+	// address directories); the zero value takes the defaults.
+	Network NetworkOptions
 }
 
 // Runtime creates and runs containers with libcontainer, in this process.
@@ -99,6 +102,8 @@ type Runtime struct {
 
 	mu   sync.Mutex
 	live map[string]*Container
+
+	net *netState // the containers' networks (network.go)
 }
 
 // New returns a Runtime, creating its directories.
@@ -136,7 +141,8 @@ func New(opts Options) (*Runtime, error) {
 			return nil, fmt.Errorf("container runtime: create %s: %w", d, err)
 		}
 	}
-	return &Runtime{opts: opts, log: log, live: map[string]*Container{}}, nil
+	return &Runtime{opts: opts, log: log, live: map[string]*Container{},
+		net: newNetState(opts.Network, opts.StateDir, opts.DataDir)}, nil
 }
 
 // layerMeta records what a container's writable layer was made from, so
@@ -224,9 +230,20 @@ func (r *Runtime) Create(ctx context.Context, m *manifest.Container, img *image.
 	if err != nil {
 		return fail(err)
 	}
+	if err := r.attachNetwork(m, p, l); err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if err != nil {
+			if derr := r.detachNetwork(name); derr != nil {
+				r.log.Warn("container: network after a failed create", "container", name, "err", derr)
+			}
+		}
+	}()
 	if err := r.prepareFiles(ctx, p, l); err != nil {
 		return fail(err)
 	}
+	r.refreshHosts()
 	var nl *notify.Listener
 	if p.notify {
 		if nl, err = notify.Listen(l.notifySock, notify.Options{Log: r.log.With("container", name)}); err != nil {
@@ -528,6 +545,9 @@ func (r *Runtime) Remove(name string) error {
 			return fmt.Errorf("remove container %s: %w", name, err)
 		}
 	}
+	if err := r.releaseNetwork(name); err != nil {
+		return fmt.Errorf("remove container %s: %w", name, err)
+	}
 	return nil
 }
 
@@ -576,6 +596,7 @@ func (r *Runtime) Cleanup(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("cleanup %s: %w", d.Name(), err))
 		}
 	}
+	errs = append(errs, r.cleanupNetwork(live))
 	return errors.Join(errs...)
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,7 @@ import (
 	"github.com/photon-init/photon-init/pkg/containers/image"
 	"github.com/photon-init/photon-init/pkg/containers/logs"
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
+	"github.com/photon-init/photon-init/pkg/net/link"
 )
 
 func init() {
@@ -142,18 +144,22 @@ type testEnv struct {
 	cgParent    string
 }
 
-// rootEnv re-runs the test in new mount and PID namespaces (returning nil
-// in the parent) and gives the child a Runtime under a temporary
-// directory, with its own reaper and a test cgroup parent that is removed
-// afterwards.
+// rootEnv re-runs the test in new mount, PID and network namespaces
+// (returning nil in the parent) and gives the child a Runtime under a
+// temporary directory, with its own reaper and a test cgroup parent that
+// is removed afterwards. (Bridge networking, the default, makes its
+// bridge and nftables table in the test's network namespace.)
 // before, if given, runs in the child before the Runtime is made.
 func rootEnv(t *testing.T, before ...func(t *testing.T)) *testEnv {
 	t.Helper()
 	probe := probeBinary(t)
-	if !nstest.Run(t, unix.CLONE_NEWNS|unix.CLONE_NEWPID) {
+	if !nstest.Run(t, unix.CLONE_NEWNS|unix.CLONE_NEWPID|unix.CLONE_NEWNET) {
 		return nil
 	}
 	nstest.Private(t)
+	if err := link.LoopbackUp(); err != nil {
+		t.Fatal(err)
+	}
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		t.Fatalf("mount /proc: %v", err)
 	}
@@ -174,6 +180,8 @@ func rootEnv(t *testing.T, before ...func(t *testing.T)) *testEnv {
 		cgParent:    fmt.Sprintf("/photon-test-%d", time.Now().UnixNano()),
 	}
 	t.Cleanup(func() { removeCgroupParent(t, e.cgParent) })
+	// The runtime makes the netns directory a bind mount of itself.
+	t.Cleanup(func() { unix.Unmount(filepath.Join(dir, "netns"), unix.MNT_DETACH) })
 	os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver 192.0.2.53\n"), 0o644)
 	rt, err := New(Options{
 		StateDir:     filepath.Join(dir, "state"),
@@ -382,7 +390,7 @@ func TestProcessEnvironmentUserAndFiles(t *testing.T) {
 	// The generated /etc files, seen from inside.
 	e.run(t, &manifest.Container{Name: "etc", Command: []string{"cat", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}}, img)
 	out := strings.Join(e.console.lines("etc"), "\n")
-	for _, want := range []string{"etc\n", "127.0.0.1\tlocalhost", "127.0.1.1\tetc", "nameserver 192.0.2.53"} {
+	for _, want := range []string{"etc\n", "127.0.0.1\tlocalhost", "10.88.0.3\tetc\n" /* bridged: its address */, "nameserver 192.0.2.53"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("/etc files lack %q:\n%s", want, out)
 		}
@@ -659,9 +667,9 @@ func TestNetworkNone(t *testing.T) {
 	if kv["links"] != "lo:up" {
 		t.Errorf("links in network_mode none: %q, want lo:up only", kv["links"])
 	}
-	e.run(t, &manifest.Container{Name: "hostnet", Command: []string{"report"}}, img)
+	e.run(t, &manifest.Container{Name: "hostnet", Command: []string{"report"}, NetworkMode: "host"}, img)
 	kv, _ = report(e.console.lines("hostnet"))
-	hostLinks, _ := os.ReadDir("/sys/class/net")
+	hostLinks, _ := net.Interfaces()
 	if n := len(strings.Split(kv["links"], ",")); n != len(hostLinks) {
 		t.Errorf("host network: %q, the machine has %d links", kv["links"], len(hostLinks))
 	}

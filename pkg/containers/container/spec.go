@@ -103,17 +103,19 @@ func hostnameOf(m *manifest.Container) string {
 }
 
 // ownNetns says whether the network mode gives the container its own
-// network namespace. "" is host networking until bridge networking exists.
+// network namespace: bridge (also "", the default) and none do; host
+// shares the machine's and container:NAME another container's. Which
+// namespace is joined is network.go's business (attachNetwork).
 func ownNetns(mode string) (bool, error) {
 	switch {
-	case mode == "" || mode == NetworkHost:
-		return false, nil
-	case mode == NetworkNone:
+	case mode == "" || mode == NetworkBridge || mode == NetworkNone:
 		return true, nil
-	case mode == "bridge" || strings.HasPrefix(mode, "container:"):
-		return false, fmt.Errorf("network_mode %q is not supported yet (use host or none)", mode)
+	case mode == NetworkHost:
+		return false, nil
+	case strings.HasPrefix(mode, "container:") && manifest.ValidName(strings.TrimPrefix(mode, "container:")):
+		return false, nil
 	default:
-		return false, fmt.Errorf("network_mode %q is not a network mode (host, none)", mode)
+		return false, fmt.Errorf("network_mode %q is not a network mode (bridge, host, none, container:NAME)", mode)
 	}
 }
 

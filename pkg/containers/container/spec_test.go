@@ -325,9 +325,9 @@ func TestSecurityDefaults(t *testing.T) {
 	for _, n := range s.Linux.Namespaces {
 		ns = append(ns, n.Type)
 	}
-	wantNS := []specs.LinuxNamespaceType{specs.PIDNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.MountNamespace, specs.CgroupNamespace}
+	wantNS := []specs.LinuxNamespaceType{specs.PIDNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.MountNamespace, specs.CgroupNamespace, specs.NetworkNamespace}
 	if !slices.Equal(ns, wantNS) {
-		t.Errorf("namespaces %v, want %v (host network by default)", ns, wantNS)
+		t.Errorf("namespaces %v, want %v (bridge network by default)", ns, wantNS)
 	}
 	if d := s.Linux.Resources.Devices; len(d) != 1 || d[0].Allow || d[0].Access != "rwm" {
 		t.Errorf("device rules %+v, want deny all (runc adds its defaults)", d)
@@ -372,11 +372,12 @@ func TestNetworkModes(t *testing.T) {
 		netns bool
 		err   string
 	}{
-		{mode: "", netns: false},
+		{mode: "", netns: true}, // bridge
+		{mode: "bridge", netns: true},
 		{mode: "host", netns: false},
 		{mode: "none", netns: true},
-		{mode: "bridge", err: "not supported yet"},
-		{mode: "container:db", err: "not supported yet"},
+		{mode: "container:db", netns: false}, // joined by path (network.go)
+		{mode: "container:", err: "not a network mode"},
 		{mode: "weird", err: "not a network mode"},
 	}
 	for _, tt := range tests {
@@ -439,7 +440,7 @@ func TestResources(t *testing.T) {
 		m   manifest.Container
 		err string
 	}{
-		{manifest.Container{Sysctls: map[string]string{"net.core.somaxconn": "1"}}, "own network namespace"},
+		{manifest.Container{NetworkMode: "host", Sysctls: map[string]string{"net.core.somaxconn": "1"}}, "own network namespace"},
 		{manifest.Container{Ulimits: map[string]manifest.Ulimit{"bogus": {}}}, `"bogus" is not a ulimit`},
 		{manifest.Container{Ulimits: map[string]manifest.Ulimit{"nofile": {Soft: 10, Hard: 5}}}, "soft ≤ hard"},
 		{manifest.Container{Devices: []manifest.Device{{HostPath: "/nonexistent-device"}}}, "devices[0]"},

@@ -51,6 +51,9 @@ func loadModules(ctx context.Context, log *slog.Logger, declared []string) error
 		// Containers' root filesystems are overlays.
 		declared = append(declared, "overlay")
 	}
+	if hasBridged(config.DefaultContainersDir) {
+		declared = append(declared, bridgeModules()...)
+	}
 	l := kmod.NewLoader(ix, log)
 	var results []kmod.Result
 	if len(declared) > 0 {
@@ -73,6 +76,27 @@ func loadModules(ctx context.Context, log *slog.Logger, declared []string) error
 		errs = append(errs, coldErr)
 	}
 	return errors.Join(errs...)
+}
+
+// bridgeModules are the kernel modules of bridge networking: veth pairs
+// on a bridge, and the nftables expressions of pkg/net/nat (NAT chains,
+// masquerade, DNAT, conntrack status, "fib daddr type local"). The
+// initramfs's default module set has them; the boot loads only what is
+// declared or coldplugged, and no device asks for these.
+func bridgeModules() []string {
+	return []string{"veth", "bridge", "nf_tables", "nft_chain_nat", "nft_masq", "nft_nat", "nft_ct", "nft_fib_ipv4"}
+}
+
+// hasBridged reports whether a valid manifest in dir asks for bridge
+// networking (network_mode bridge, or no network_mode: the default).
+func hasBridged(dir string) bool {
+	cs, _ := manifest.LoadDir(dir)
+	for _, c := range cs {
+		if c.NetworkMode == "" || c.NetworkMode == "bridge" {
+			return true
+		}
+	}
+	return false
 }
 
 // hasManifests reports whether dir holds at least one container manifest.

@@ -199,6 +199,21 @@ func TestWatchdog(t *testing.T) {
 	waitFor(t, s, "web", "running again", func(st Status) bool { return st.State == StateRunning && st.Restarts == 1 })
 }
 
+func TestWatchdogFromTheContainer(t *testing.T) {
+	s, rt, clk := newTest(t, Options{})
+	s.Start(context.Background(), []*manifest.Container{ctr("trigger", "img", nil, nil), ctr("usec", "img", nil, nil)}, nil)
+	waitState(t, s, "trigger", StateRunning)
+	waitState(t, s, "usec", StateRunning)
+	rt.latest(t, "trigger").notes <- Notification{WatchdogTrigger: true}
+	waitReason(t, s, "trigger", StateExited, "watchdog triggered by the container (WATCHDOG=trigger), exit 137 (SIGKILL)")
+
+	// WATCHDOG_USEC= starts a watchdog for a container without one.
+	rt.latest(t, "usec").notes <- Notification{WatchdogTimeout: 2 * time.Second, Status: "armed"}
+	waitFor(t, s, "usec", "the message", func(st Status) bool { return st.NotifyStatus == "armed" })
+	clk.Advance(2 * time.Second)
+	waitReason(t, s, "usec", StateExited, "watchdog timeout (no WATCHDOG=1 for 2s), exit 137 (SIGKILL)")
+}
+
 func TestNotifyReasons(t *testing.T) {
 	s, rt, _ := newTest(t, Options{})
 	s.Start(context.Background(), []*manifest.Container{ctr("web", "img", nil, nil)}, nil)

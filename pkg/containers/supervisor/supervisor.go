@@ -127,6 +127,14 @@ type Notification struct {
 	Reloading bool   // RELOADING=1: the service reloads its configuration
 	Watchdog  bool   // WATCHDOG=1: keep-alive ping
 	Status    string // STATUS=...: a free-form status line ("" when not sent)
+	// WatchdogTrigger is WATCHDOG=trigger: the container asks to be
+	// handled as if its watchdog had expired (killed, restarted by its
+	// policy), watchdog or not.
+	WatchdogTrigger bool
+	// WatchdogTimeout is WATCHDOG_USEC=: the watchdog interval from now
+	// on, which also starts a watchdog for a container without one (0:
+	// not sent).
+	WatchdogTimeout time.Duration
 }
 
 // Exit is how a container's process ended.

@@ -334,8 +334,9 @@ func (s *Supervisor) supervise(ctx context.Context, u *unit, l *life, inst Insta
 		hs = newHealthState(hc, started)
 		probe.set(s.clock, hs.nextDelay(started))
 	}
-	if m.Watchdog > 0 {
-		watchdog.set(s.clock, m.Watchdog)
+	wdInterval := m.Watchdog // WATCHDOG_USEC= may change it
+	if wdInterval > 0 {
+		watchdog.set(s.clock, wdInterval)
 	}
 	s.mu.Lock()
 	u.inst = inst
@@ -444,15 +445,25 @@ func (s *Supervisor) supervise(ctx context.Context, u *unit, l *life, inst Insta
 				notes = nil
 				continue
 			}
+			// The watchdog is re-armed before the status shows the
+			// message, so that whoever sees the status sees the new
+			// deadline.
+			if !ending && n.WatchdogTimeout > 0 {
+				wdInterval = n.WatchdogTimeout
+			}
+			if !ending && !n.WatchdogTrigger && wdInterval > 0 && (n.Watchdog || n.Ready || n.WatchdogTimeout > 0) {
+				watchdog.set(s.clock, wdInterval)
+			}
 			s.notified(u, n, ending)
-			if !ending && m.Watchdog > 0 && (n.Watchdog || n.Ready) {
-				watchdog.set(s.clock, m.Watchdog)
+			if !ending && n.WatchdogTrigger {
+				res.cause = "watchdog triggered by the container (WATCHDOG=trigger)"
+				stopInst(context.WithoutCancel(ctx), syscall.SIGKILL, res.cause)
 			}
 
 		case <-watchdog.C():
 			watchdog.fired()
 			if !ending {
-				res.cause = fmt.Sprintf("watchdog timeout (no WATCHDOG=1 for %s)", m.Watchdog)
+				res.cause = fmt.Sprintf("watchdog timeout (no WATCHDOG=1 for %s)", wdInterval)
 				stopInst(context.WithoutCancel(ctx), syscall.SIGKILL, res.cause)
 			}
 		}

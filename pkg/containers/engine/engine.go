@@ -38,6 +38,7 @@ type Paths struct {
 	Data       string // image store, container layers, volumes: /var/lib/photon
 	Logs       string // container logs: /var/log/photon
 	State      string // libcontainer state (tmpfs): /run/photon/containers
+	Notify     string // containers' sd_notify sockets: /run/photon/notify
 	ResolvConf string // copied into containers: /etc/resolv.conf
 	AuthFile   string // registry credentials: /etc/photon/auth.json
 }
@@ -51,6 +52,7 @@ func PathsUnder(root string) Paths {
 		Data:       j("/var/lib/photon"),
 		Logs:       j("/var/log/photon"),
 		State:      j("/run/photon/containers"),
+		Notify:     j("/run/photon/notify"),
 		ResolvConf: j("/etc/resolv.conf"),
 		AuthFile:   j(config.DefaultAuthFile),
 	}
@@ -135,6 +137,7 @@ func (e *Engine) Start(ctx context.Context, env Env) error {
 	}
 	rt, err := container.New(container.Options{
 		StateDir:     e.paths.State,
+		NotifyDir:    e.paths.Notify,
 		DataDir:      e.paths.Data,
 		LogDir:       e.paths.Logs,
 		ResolvConf:   e.paths.ResolvConf,
@@ -240,7 +243,10 @@ func forwardNotifications(in <-chan notify.Message) <-chan supervisor.Notificati
 	go func() {
 		defer close(out)
 		for m := range in {
-			n := supervisor.Notification{Ready: m.Ready, Stopping: m.Stopping, Reloading: m.Reloading, Watchdog: m.Watchdog, Status: m.Status}
+			n := supervisor.Notification{Ready: m.Ready, Stopping: m.Stopping, Reloading: m.Reloading, Watchdog: m.Watchdog}
+			if m.StatusSet {
+				n.Status = m.Status
+			}
 			if n.Ready || n.Stopping || n.Reloading || m.StatusSet {
 				out <- n
 				continue

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -19,7 +18,7 @@ import (
 	"time"
 
 	"github.com/photon-init/photon-init/pkg/api"
-	"github.com/photon-init/photon-init/pkg/api/client"
+	"github.com/photon-init/photon-init/pkg/api/internal/apitest"
 )
 
 // envDial makes the test binary a client that GETs /v1/containers on the
@@ -43,109 +42,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// testServer is a server on a real unix socket with fake backends.
-type testServer struct {
-	path    string
-	fake    *fakeContainers
-	machine *fakeMachine
-	client  *client.Client
-	cancel  context.CancelFunc
-	done    chan error
-}
-
-// startServer serves opts (with fake containers when opts has none) on a
-// socket in a fresh directory; the server is stopped at the end of the
-// test.
-func startServer(t *testing.T, opts api.Options) *testServer {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	ts := &testServer{path: filepath.Join(dir, "run", "photon", "photon.sock"), done: make(chan error, 1)}
-	if opts.Containers == nil {
-		ts.fake = newFakeContainers()
-		opts.Containers = ts.fake
-	}
-	ts.machine, _ = opts.Machine.(*fakeMachine)
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	opts.Version = "1.2.3-test"
-	l, err := api.Listen(ts.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ts.cancel = cancel
-	srv := api.NewServer(opts)
-	go func() { ts.done <- srv.Serve(ctx, l) }()
-	ts.client = client.New(client.Options{Socket: ts.path})
-	t.Cleanup(func() {
-		ts.client.Close()
-		ts.stop(t)
-	})
-	return ts
-}
-
-// stop stops the server and waits for Serve to return.
-func (ts *testServer) stop(t *testing.T) {
-	t.Helper()
-	ts.cancel()
-	select {
-	case err, ok := <-ts.done:
-		if ok && err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		if ok {
-			close(ts.done)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return within 10s of its context's end")
-	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
-// raw sends a request over the socket with a plain HTTP client.
-func (ts *testServer) raw(t *testing.T, method, path string, body io.Reader) (*http.Response, []byte) {
-	t.Helper()
-	hc := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return net.Dial("unix", ts.path)
-	}}}
-	defer hc.CloseIdleConnections()
-	req, err := http.NewRequest(method, "http://photon"+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return resp, data
-}
-
-// waitFor polls cond for up to 5 seconds.
 func goroutineCount() int { return runtime.NumGoroutine() }
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // goroutinesBackTo waits until the goroutine count is at most base.
 func goroutinesBackTo(t *testing.T, base int) {
@@ -166,30 +63,30 @@ func goroutinesBackTo(t *testing.T, base int) {
 }
 
 func TestSocket(t *testing.T) {
-	ts := startServer(t, api.Options{})
-	fi, err := os.Stat(ts.path)
+	ts := apitest.Start(t, api.Options{})
+	fi, err := os.Stat(ts.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi.Mode().Type() != fs.ModeSocket || fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket mode %v, want a socket with 0600", fi.Mode())
 	}
-	entries, _ := os.ReadDir(filepath.Dir(ts.path))
+	entries, _ := os.ReadDir(filepath.Dir(ts.Path))
 	if len(entries) != 1 {
 		t.Errorf("socket directory holds %d entries, want only the socket", len(entries))
 	}
 	// A second server may not take over a live socket.
-	if _, err := api.Listen(ts.path); err == nil || !strings.Contains(err.Error(), "another server") {
+	if _, err := api.Listen(ts.Path); err == nil || !strings.Contains(err.Error(), "another server") {
 		t.Errorf("Listen on a live socket: %v, want 'another server is listening'", err)
 	}
-	ts.stop(t)
+	ts.Stop(t)
 
 	// ListenAndServe removes its socket when it returns.
-	path := filepath.Join(filepath.Dir(ts.path), "other.sock")
+	path := filepath.Join(filepath.Dir(ts.Path), "other.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- api.NewServer(api.Options{}).ListenAndServe(ctx, path) }()
-	waitFor(t, "the socket", func() bool { _, err := os.Stat(path); return err == nil })
+	apitest.WaitFor(t, "the socket", func() bool { _, err := os.Stat(path); return err == nil })
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("ListenAndServe: %v", err)
@@ -220,9 +117,9 @@ func TestSocket(t *testing.T) {
 }
 
 func TestContainers(t *testing.T) {
-	ts := startServer(t, api.Options{})
+	ts := apitest.Start(t, api.Options{})
 	ctx := context.Background()
-	c := ts.client
+	c := ts.Client
 
 	list, err := c.List(ctx)
 	if err != nil {
@@ -235,7 +132,7 @@ func TestContainers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := *ts.fake.cs["web"]
+	want := ts.Fake.Container("web")
 	if a, b := mustJSON(t, web), mustJSON(t, want); a != b {
 		t.Errorf("Inspect(web):\n got %s\nwant %s", a, b)
 	}
@@ -269,10 +166,10 @@ func TestContainers(t *testing.T) {
 			}
 		})
 	}
-	if got, want := strings.Join(ts.fake.killed, ","), "web SIGHUP"; got != want {
+	if got, want := strings.Join(ts.Fake.Killed(), ","), "web SIGHUP"; got != want {
 		t.Errorf("killed %q, want %q", got, want)
 	}
-	if got := ts.fake.stopped[0]; got != "db 3s" {
+	if got := ts.Fake.Stopped()[0]; got != "db 3s" {
 		t.Errorf("stop timeout reached the backend as %q, want \"db 3s\"", got)
 	}
 	if db, _ := c.Inspect(ctx, "db"); db.Restarts != 1 {
@@ -296,7 +193,7 @@ func mustJSON(t *testing.T, v any) string {
 // TestErrorsJSON checks the raw answers: every failure is JSON
 // {"message": ...} with a fitting status.
 func TestErrorsJSON(t *testing.T) {
-	ts := startServer(t, api.Options{Machine: &fakeMachine{}})
+	ts := apitest.Start(t, api.Options{Machine: &apitest.Machine{}})
 	for _, tc := range []struct {
 		method, path string
 		body         string
@@ -323,7 +220,7 @@ func TestErrorsJSON(t *testing.T) {
 			if tc.body != "" {
 				body = strings.NewReader(tc.body)
 			}
-			resp, data := ts.raw(t, tc.method, tc.path, body)
+			resp, data := ts.Raw(t, tc.method, tc.path, body)
 			if resp.StatusCode != tc.status {
 				t.Errorf("status %d, want %d (%s)", resp.StatusCode, tc.status, data)
 			}
@@ -336,20 +233,20 @@ func TestErrorsJSON(t *testing.T) {
 			}
 		})
 	}
-	resp, _ := ts.raw(t, "DELETE", "/v1/containers", nil)
+	resp, _ := ts.Raw(t, "DELETE", "/v1/containers", nil)
 	if allow := resp.Header.Get("Allow"); !strings.Contains(allow, "GET") {
 		t.Errorf("405 with Allow %q", allow)
 	}
 }
 
 func TestVersionAndMachine(t *testing.T) {
-	ts := startServer(t, api.Options{Machine: &fakeMachine{}})
+	ts := apitest.Start(t, api.Options{Machine: &apitest.Machine{}})
 	ctx := context.Background()
-	v, err := ts.client.Version(ctx)
+	v, err := ts.Client.Version(ctx)
 	if err != nil || v.Version != "1.2.3-test" || v.API != "v1" || v.Go == "" {
 		t.Errorf("Version = %+v, %v", v, err)
 	}
-	doc, err := ts.client.Timeline(ctx)
+	doc, err := ts.Client.Timeline(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,20 +254,20 @@ func TestVersionAndMachine(t *testing.T) {
 		t.Errorf("Timeline = %+v", doc)
 	}
 	for _, a := range []api.PowerAction{api.Reboot, api.Poweroff, api.Halt} {
-		if err := ts.client.Power(ctx, a); err != nil {
+		if err := ts.Client.Power(ctx, a); err != nil {
 			t.Errorf("Power(%s): %v", a, err)
 		}
 	}
-	if got := fmt.Sprint(ts.machine.actions()); got != "[reboot poweroff halt]" {
+	if got := fmt.Sprint(ts.Machine.Actions()); got != "[reboot poweroff halt]" {
 		t.Errorf("power actions %s", got)
 	}
 
 	// Without a machine ("photon-init run"): 501.
-	noMachine := startServer(t, api.Options{})
-	if _, err := noMachine.client.Timeline(ctx); !errors.Is(err, api.ErrNotImplemented) {
+	noMachine := apitest.Start(t, api.Options{})
+	if _, err := noMachine.Client.Timeline(ctx); !errors.Is(err, api.ErrNotImplemented) {
 		t.Errorf("Timeline without a machine: %v, want 501", err)
 	}
-	if err := noMachine.client.Power(ctx, api.Reboot); !errors.Is(err, api.ErrNotImplemented) {
+	if err := noMachine.Client.Power(ctx, api.Reboot); !errors.Is(err, api.ErrNotImplemented) {
 		t.Errorf("Power without a machine: %v, want 501", err)
 	}
 }

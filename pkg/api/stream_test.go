@@ -21,15 +21,16 @@ import (
 
 	"github.com/photon-init/photon-init/pkg/api"
 	"github.com/photon-init/photon-init/pkg/api/client"
+	"github.com/photon-init/photon-init/pkg/api/internal/apitest"
 )
 
 func TestLogs(t *testing.T) {
-	ts := startServer(t, api.Options{})
+	ts := apitest.Start(t, api.Options{})
 	ctx := context.Background()
 	collect := func(opts api.LogOptions) []string {
 		t.Helper()
 		var got []string
-		err := ts.client.Logs(ctx, "web", opts, func(e api.LogEntry) error {
+		err := ts.Client.Logs(ctx, "web", opts, func(e api.LogEntry) error {
 			got = append(got, e.Stream+" "+e.Line)
 			return nil
 		})
@@ -46,7 +47,7 @@ func TestLogs(t *testing.T) {
 		{"all", api.LogOptions{Tail: -1}, "stdout line 0,stderr line 1,stdout line 2,stderr line 3,stdout line 4"},
 		{"tail 2", api.LogOptions{Tail: 2}, "stderr line 3,stdout line 4"},
 		{"tail 0", api.LogOptions{Tail: 0}, ""},
-		{"since", api.LogOptions{Tail: -1, Since: ts.fake.logs["web"][3].Time}, "stderr line 3,stdout line 4"},
+		{"since", api.LogOptions{Tail: -1, Since: ts.Fake.LogLines("web")[3].Time}, "stderr line 3,stdout line 4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := strings.Join(collect(tc.opts), ","); got != tc.want {
@@ -54,7 +55,7 @@ func TestLogs(t *testing.T) {
 			}
 		})
 	}
-	if err := ts.client.Logs(ctx, "nope", api.LogOptions{}, func(api.LogEntry) error { return nil }); !errors.Is(err, api.ErrNotFound) {
+	if err := ts.Client.Logs(ctx, "nope", api.LogOptions{}, func(api.LogEntry) error { return nil }); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("logs of an unknown container: %v", err)
 	}
 
@@ -65,7 +66,7 @@ func TestLogs(t *testing.T) {
 		fctx, cancel := context.WithCancel(ctx)
 		errc := make(chan error, 1)
 		go func() {
-			errc <- ts.client.Logs(fctx, "web", api.LogOptions{Tail: 1, Follow: true}, func(e api.LogEntry) error {
+			errc <- ts.Client.Logs(fctx, "web", api.LogOptions{Tail: 1, Follow: true}, func(e api.LogEntry) error {
 				got <- e.Line
 				return nil
 			})
@@ -82,27 +83,27 @@ func TestLogs(t *testing.T) {
 			}
 		}
 		expect("line 4")
-		waitFor(t, "the follower to subscribe", func() bool { return ts.fake.followers() == 1 })
-		ts.fake.emit("web", "new 1")
+		apitest.WaitFor(t, "the follower to subscribe", func() bool { return ts.Fake.Followers() == 1 })
+		ts.Fake.Emit("web", "new 1")
 		expect("new 1")
-		ts.fake.emit("web", "new 2")
+		ts.Fake.Emit("web", "new 2")
 		expect("new 2")
 		cancel()
 		if err := <-errc; !errors.Is(err, context.Canceled) {
 			t.Errorf("Logs after cancel: %v", err)
 		}
-		waitFor(t, "the server to close the stream", func() bool { return ts.fake.streamsOpen.Load() == 0 })
+		apitest.WaitFor(t, "the server to close the stream", func() bool { return ts.Fake.StreamsOpen() == 0 })
 	})
 }
 
 func TestEvents(t *testing.T) {
-	ts := startServer(t, api.Options{})
+	ts := apitest.Start(t, api.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	before := time.Now()
-	ts.client.Stop(ctx, "web", api.StopOptions{})
+	ts.Client.Stop(ctx, "web", api.StopOptions{})
 	events := make(chan api.Event, 16)
-	go ts.client.Events(ctx, before, func(e api.Event) error {
+	go ts.Client.Events(ctx, before, func(e api.Event) error {
 		events <- e
 		return nil
 	})
@@ -119,12 +120,8 @@ func TestEvents(t *testing.T) {
 	if e := next(); e.Container != "web" || e.From != "running" || e.To != "stopped" {
 		t.Errorf("remembered event %+v", e)
 	}
-	waitFor(t, "the subscription", func() bool {
-		ts.fake.mu.Lock()
-		defer ts.fake.mu.Unlock()
-		return len(ts.fake.evSubs) == 1
-	})
-	ts.client.Start(ctx, "web")
+	apitest.WaitFor(t, "the subscription", func() bool { return ts.Fake.EventFollowers() == 1 })
+	ts.Client.Start(ctx, "web")
 	if e := next(); e.Container != "web" || e.To != "running" {
 		t.Errorf("new event %+v", e)
 	}
@@ -134,12 +131,12 @@ func TestEvents(t *testing.T) {
 // politely or by dropping the connection, leave nothing behind: the
 // backend's stream is closed and the server's goroutines end.
 func TestStreamDisconnect(t *testing.T) {
-	ts := startServer(t, api.Options{})
+	ts := apitest.Start(t, api.Options{})
 	base := runtimeGoroutines()
 
 	for i := range 3 {
 		// A raw connection that reads the stream's head and drops.
-		conn, err := net.Dial("unix", ts.path)
+		conn, err := net.Dial("unix", ts.Path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,19 +152,19 @@ func TestStreamDisconnect(t *testing.T) {
 		if err != nil || !strings.Contains(line, `"line":"line 0"`) {
 			t.Fatalf("first line %q, %v", line, err)
 		}
-		waitFor(t, "the follower", func() bool { return ts.fake.followers() == 1 })
+		apitest.WaitFor(t, "the follower", func() bool { return ts.Fake.Followers() == 1 })
 		conn.Close()
-		waitFor(t, fmt.Sprintf("the stream to close after disconnect %d", i), func() bool { return ts.fake.streamsOpen.Load() == 0 })
+		apitest.WaitFor(t, fmt.Sprintf("the stream to close after disconnect %d", i), func() bool { return ts.Fake.StreamsOpen() == 0 })
 	}
 	// An events stream, cancelled through the client.
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- ts.client.Events(ctx, time.Time{}, func(api.Event) error { return nil }) }()
-	waitFor(t, "the events stream", func() bool { return ts.fake.streamsOpen.Load() == 1 })
+	go func() { errc <- ts.Client.Events(ctx, time.Time{}, func(api.Event) error { return nil }) }()
+	apitest.WaitFor(t, "the events stream", func() bool { return ts.Fake.StreamsOpen() == 1 })
 	cancel()
 	<-errc
-	waitFor(t, "the events stream to close", func() bool { return ts.fake.streamsOpen.Load() == 0 })
-	ts.client.Close()
+	apitest.WaitFor(t, "the events stream to close", func() bool { return ts.Fake.StreamsOpen() == 0 })
+	ts.Client.Close()
 	goroutinesBackTo(t, base)
 }
 
@@ -180,8 +177,8 @@ func runtimeGoroutines() int {
 // TestStalledClient: a client that stops reading a stream is dropped after
 // the write timeout, and its stream closed.
 func TestStalledClient(t *testing.T) {
-	ts := startServer(t, api.Options{WriteTimeout: 300 * time.Millisecond})
-	conn, err := net.Dial("unix", ts.path)
+	ts := apitest.Start(t, api.Options{WriteTimeout: 300 * time.Millisecond})
+	conn, err := net.Dial("unix", ts.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +186,7 @@ func TestStalledClient(t *testing.T) {
 	// Shrink our receive buffer so that the server's writes block soon.
 	conn.(*net.UnixConn).SetReadBuffer(4096)
 	fmt.Fprintf(conn, "GET /v1/containers/web/logs?follow=true HTTP/1.1\r\nHost: photon\r\n\r\n")
-	waitFor(t, "the follower", func() bool { return ts.fake.followers() == 1 })
+	apitest.WaitFor(t, "the follower", func() bool { return ts.Fake.Followers() == 1 })
 	stop := make(chan struct{})
 	go func() {
 		long := strings.Repeat("y", 4000)
@@ -199,19 +196,19 @@ func TestStalledClient(t *testing.T) {
 				return
 			default:
 			}
-			ts.fake.emit("web", long)
+			ts.Fake.Emit("web", long)
 			time.Sleep(time.Millisecond)
 		}
 	}()
 	defer close(stop)
-	waitFor(t, "the server to drop the stalled client", func() bool { return ts.fake.streamsOpen.Load() == 0 })
+	apitest.WaitFor(t, "the server to drop the stalled client", func() bool { return ts.Fake.StreamsOpen() == 0 })
 }
 
 func TestExecPipes(t *testing.T) {
-	ts := startServer(t, api.Options{})
+	ts := apitest.Start(t, api.Options{})
 	ctx := context.Background()
 	var stdout, stderr bytes.Buffer
-	code, err := ts.client.Exec(ctx, "web", api.ExecOptions{Cmd: []string{"echo"}, Stdin: true}, client.ExecIO{
+	code, err := ts.Client.Exec(ctx, "web", api.ExecOptions{Cmd: []string{"echo"}, Stdin: true}, client.ExecIO{
 		Stdin:  strings.NewReader("a\nb\nc\n"),
 		Stdout: &stdout,
 		Stderr: &stderr,
@@ -231,7 +228,7 @@ func TestExecPipes(t *testing.T) {
 
 	// Without -i the process's input is empty at once.
 	stdout.Reset()
-	code, err = ts.client.Exec(ctx, "web", api.ExecOptions{Cmd: []string{"echo"}}, client.ExecIO{Stdout: &stdout})
+	code, err = ts.Client.Exec(ctx, "web", api.ExecOptions{Cmd: []string{"echo"}}, client.ExecIO{Stdout: &stdout})
 	if err != nil || code != 0 || stdout.String() != "bye\n" {
 		t.Errorf("exec without stdin: code %d, err %v, output %q", code, err, stdout.String())
 	}
@@ -249,20 +246,20 @@ func TestExecPipes(t *testing.T) {
 		{"unknown program", "web", api.ExecOptions{Cmd: []string{"nosuch"}}, api.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ts.client.Exec(ctx, tc.container, tc.opts, client.ExecIO{})
+			_, err := ts.Client.Exec(ctx, tc.container, tc.opts, client.ExecIO{})
 			if !errors.Is(err, tc.want) {
 				t.Errorf("error %v, want %v", err, tc.want)
 			}
 		})
 	}
-	waitFor(t, "the sessions to close", func() bool { return ts.fake.execsOpen.Load() == 0 })
+	apitest.WaitFor(t, "the sessions to close", func() bool { return ts.Fake.ExecsOpen() == 0 })
 }
 
 // TestExecTTY runs the fake shell on a real pseudo-terminal: the line
 // discipline echoes input and turns \n into \r\n, the initial size and a
 // resize reach the terminal, and the exit code comes back.
 func TestExecTTY(t *testing.T) {
-	ts := startServer(t, api.Options{})
+	ts := apitest.Start(t, api.Options{})
 	ctx := context.Background()
 	inR, inW := io.Pipe()
 	out := &syncBuffer{}
@@ -273,14 +270,14 @@ func TestExecTTY(t *testing.T) {
 	}
 	res := make(chan result, 1)
 	go func() {
-		code, err := ts.client.Exec(ctx, "web", api.ExecOptions{
+		code, err := ts.Client.Exec(ctx, "web", api.ExecOptions{
 			Cmd: []string{"shell"}, TTY: true, Stdin: true, Size: api.TermSize{Height: 24, Width: 80},
 		}, client.ExecIO{Stdin: inR, Stdout: out, Resize: resize})
 		res <- result{code, err}
 	}()
 	expect := func(want string) {
 		t.Helper()
-		waitFor(t, fmt.Sprintf("%q in the output", want), func() bool { return strings.Contains(out.String(), want) })
+		apitest.WaitFor(t, fmt.Sprintf("%q in the output", want), func() bool { return strings.Contains(out.String(), want) })
 	}
 	expect("$ ")
 	io.WriteString(inW, "hello\n")
@@ -290,7 +287,7 @@ func TestExecTTY(t *testing.T) {
 	resize <- api.TermSize{Height: 40, Width: 100}
 	// The resize goes its own way (POST /v1/exec/ID/resize): ask until it
 	// has arrived.
-	waitFor(t, "the resize", func() bool {
+	apitest.WaitFor(t, "the resize", func() bool {
 		io.WriteString(inW, "size\n")
 		time.Sleep(20 * time.Millisecond)
 		return strings.Contains(out.String(), "size 40x100\r\n")
@@ -305,24 +302,24 @@ func TestExecTTY(t *testing.T) {
 		t.Fatal("exec did not end")
 	}
 	inW.Close()
-	waitFor(t, "the session to close", func() bool { return ts.fake.execsOpen.Load() == 0 })
+	apitest.WaitFor(t, "the session to close", func() bool { return ts.Fake.ExecsOpen() == 0 })
 }
 
 // TestExecState: /v1/exec/ID follows a session to its end, and a resize
 // of a session without a terminal is refused.
 func TestExecState(t *testing.T) {
-	ts := startServer(t, api.Options{})
+	ts := apitest.Start(t, api.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	inR, inW := io.Pipe()
 	done := make(chan int, 1)
 	go func() {
-		code, _ := ts.client.Exec(ctx, "web", api.ExecOptions{Cmd: []string{"echo"}, Stdin: true}, client.ExecIO{Stdin: inR})
+		code, _ := ts.Client.Exec(ctx, "web", api.ExecOptions{Cmd: []string{"echo"}, Stdin: true}, client.ExecIO{Stdin: inR})
 		done <- code
 	}()
 	var id string
 	select {
-	case <-ts.fake.execStarted:
+	case <-ts.Fake.ExecStarted():
 	case <-time.After(5 * time.Second):
 		t.Fatal("exec did not start")
 	}
@@ -330,19 +327,19 @@ func TestExecState(t *testing.T) {
 	// exec instead of reaching into the client.
 	conn, id := rawExec(t, ts, `{"cmd":["sleep"]}`)
 	defer conn.Close()
-	info, err := ts.client.ExecInspect(ctx, id)
+	info, err := ts.Client.ExecInspect(ctx, id)
 	if err != nil || !info.Running || info.Container != "web" || info.Cmd[0] != "sleep" {
 		t.Fatalf("ExecInspect = %+v, %v", info, err)
 	}
-	if err := ts.client.ExecResize(ctx, id, api.TermSize{Height: 1, Width: 1}); !errors.Is(err, api.ErrInvalid) {
+	if err := ts.Client.ExecResize(ctx, id, api.TermSize{Height: 1, Width: 1}); !errors.Is(err, api.ErrInvalid) {
 		t.Errorf("resize without a terminal: %v, want 400", err)
 	}
 	conn.Close()
-	waitFor(t, "the session to end", func() bool {
-		info, err := ts.client.ExecInspect(ctx, id)
+	apitest.WaitFor(t, "the session to end", func() bool {
+		info, err := ts.Client.ExecInspect(ctx, id)
 		return err == nil && !info.Running
 	})
-	info, _ = ts.client.ExecInspect(ctx, id)
+	info, _ = ts.Client.ExecInspect(ctx, id)
 	if info.ExitCode == nil || *info.ExitCode != 137 || info.Error != "the client went away" {
 		t.Errorf("ended session %+v", info)
 	}
@@ -355,9 +352,9 @@ func TestExecState(t *testing.T) {
 
 // rawExec starts an exec over a raw connection and returns it after the
 // 101 answer, with the session's ID.
-func rawExec(t *testing.T, ts *testServer, body string) (net.Conn, string) {
+func rawExec(t *testing.T, ts *apitest.Server, body string) (net.Conn, string) {
 	t.Helper()
-	conn, err := net.Dial("unix", ts.path)
+	conn, err := net.Dial("unix", ts.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +372,7 @@ func rawExec(t *testing.T, ts *testServer, body string) (net.Conn, string) {
 // TestExecDisconnect: a client that goes away in the middle of an exec
 // gets its process killed (the session closed) and leaves no goroutine.
 func TestExecDisconnect(t *testing.T) {
-	ts := startServer(t, api.Options{})
+	ts := apitest.Start(t, api.Options{})
 	base := runtimeGoroutines()
 	for _, body := range []string{
 		`{"cmd":["sleep"]}`,
@@ -383,27 +380,27 @@ func TestExecDisconnect(t *testing.T) {
 		`{"cmd":["shell"],"tty":true,"stdin":true}`,
 	} {
 		conn, _ := rawExec(t, ts, body)
-		waitFor(t, "the session", func() bool { return ts.fake.execsOpen.Load() == 1 })
+		apitest.WaitFor(t, "the session", func() bool { return ts.Fake.ExecsOpen() == 1 })
 		// Read a little of the output, then drop.
 		conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 		conn.Read(make([]byte, 100))
 		conn.Close()
-		waitFor(t, "the session to close after "+body, func() bool { return ts.fake.execsOpen.Load() == 0 })
+		apitest.WaitFor(t, "the session to close after "+body, func() bool { return ts.Fake.ExecsOpen() == 0 })
 	}
 	// Through the client, by cancelling its context.
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
-		_, err := ts.client.Exec(ctx, "web", api.ExecOptions{Cmd: []string{"flood"}}, client.ExecIO{Stdout: io.Discard})
+		_, err := ts.Client.Exec(ctx, "web", api.ExecOptions{Cmd: []string{"flood"}}, client.ExecIO{Stdout: io.Discard})
 		errc <- err
 	}()
-	waitFor(t, "the session", func() bool { return ts.fake.execsOpen.Load() == 1 })
+	apitest.WaitFor(t, "the session", func() bool { return ts.Fake.ExecsOpen() == 1 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Errorf("Exec after cancel: %v", err)
 	}
-	waitFor(t, "the session to close", func() bool { return ts.fake.execsOpen.Load() == 0 })
-	ts.client.Close()
+	apitest.WaitFor(t, "the session to close", func() bool { return ts.Fake.ExecsOpen() == 0 })
+	ts.Client.Close()
 	goroutinesBackTo(t, base)
 }
 
@@ -411,7 +408,7 @@ func TestExecDisconnect(t *testing.T) {
 // following logs and running execs, are all served; afterwards the
 // server is back to its idle goroutines.
 func TestManyClients(t *testing.T) {
-	ts := startServer(t, api.Options{})
+	ts := apitest.Start(t, api.Options{})
 	base := runtimeGoroutines()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -422,7 +419,7 @@ func TestManyClients(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := client.New(client.Options{Socket: ts.path})
+			c := client.New(client.Options{Socket: ts.Path})
 			defer c.Close()
 			var err error
 			switch i % 4 {
@@ -464,20 +461,20 @@ func TestManyClients(t *testing.T) {
 // TestMaxConns: beyond MaxConns a connection is answered 503 at once, and
 // served again once others have gone.
 func TestMaxConns(t *testing.T) {
-	ts := startServer(t, api.Options{MaxConns: 2})
+	ts := apitest.Start(t, api.Options{MaxConns: 2})
 	ctx, cancel := context.WithCancel(context.Background())
 	for range 2 {
-		go ts.client.Logs(ctx, "web", api.LogOptions{Follow: true}, func(api.LogEntry) error { return nil })
+		go ts.Client.Logs(ctx, "web", api.LogOptions{Follow: true}, func(api.LogEntry) error { return nil })
 	}
-	waitFor(t, "two followers", func() bool { return ts.fake.followers() == 2 })
-	other := client.New(client.Options{Socket: ts.path})
+	apitest.WaitFor(t, "two followers", func() bool { return ts.Fake.Followers() == 2 })
+	other := client.New(client.Options{Socket: ts.Path})
 	defer other.Close()
 	if _, err := other.List(context.Background()); !errors.Is(err, api.ErrUnavailable) || !strings.Contains(err.Error(), "too many connections") {
 		t.Errorf("List beyond MaxConns: %v, want 503 too many connections", err)
 	}
 	cancel()
-	waitFor(t, "the followers to go", func() bool { return ts.fake.followers() == 0 })
-	waitFor(t, "a free connection", func() bool {
+	apitest.WaitFor(t, "the followers to go", func() bool { return ts.Fake.Followers() == 0 })
+	apitest.WaitFor(t, "a free connection", func() bool {
 		_, err := other.List(context.Background())
 		return err == nil
 	})
@@ -486,21 +483,21 @@ func TestMaxConns(t *testing.T) {
 // TestShutdown: ending Serve's context ends the streams and exec sessions
 // that are still open, and Serve returns.
 func TestShutdown(t *testing.T) {
-	ts := startServer(t, api.Options{})
+	ts := apitest.Start(t, api.Options{})
 	ctx := context.Background()
 	logsErr := make(chan error, 1)
 	go func() {
-		logsErr <- ts.client.Logs(ctx, "web", api.LogOptions{Follow: true}, func(api.LogEntry) error { return nil })
+		logsErr <- ts.Client.Logs(ctx, "web", api.LogOptions{Follow: true}, func(api.LogEntry) error { return nil })
 	}()
 	execErr := make(chan error, 1)
 	go func() {
-		_, err := ts.client.Exec(ctx, "web", api.ExecOptions{Cmd: []string{"sleep"}}, client.ExecIO{})
+		_, err := ts.Client.Exec(ctx, "web", api.ExecOptions{Cmd: []string{"sleep"}}, client.ExecIO{})
 		execErr <- err
 	}()
-	waitFor(t, "the stream and the session", func() bool {
-		return ts.fake.followers() == 1 && ts.fake.execsOpen.Load() == 1
+	apitest.WaitFor(t, "the stream and the session", func() bool {
+		return ts.Fake.Followers() == 1 && ts.Fake.ExecsOpen() == 1
 	})
-	ts.stop(t)
+	ts.Stop(t)
 	for what, ch := range map[string]chan error{"logs": logsErr, "exec": execErr} {
 		select {
 		case err := <-ch:
@@ -509,8 +506,8 @@ func TestShutdown(t *testing.T) {
 			t.Errorf("%s still running after shutdown", what)
 		}
 	}
-	if ts.fake.execsOpen.Load() != 0 || ts.fake.streamsOpen.Load() != 0 {
-		t.Errorf("after shutdown: %d sessions, %d streams open", ts.fake.execsOpen.Load(), ts.fake.streamsOpen.Load())
+	if ts.Fake.ExecsOpen() != 0 || ts.Fake.StreamsOpen() != 0 {
+		t.Errorf("after shutdown: %d sessions, %d streams open", ts.Fake.ExecsOpen(), ts.Fake.StreamsOpen())
 	}
 }
 
@@ -520,22 +517,22 @@ func TestPeerCredentials(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start a client as another user")
 	}
-	ts := startServer(t, api.Options{})
+	ts := apitest.Start(t, api.Options{})
 	// Open the way for uid 65534 to connect at all.
-	for d := ts.path; d != "/" && d != os.TempDir(); d = parentDir(d) {
+	for d := ts.Path; d != "/" && d != os.TempDir(); d = parentDir(d) {
 		os.Chmod(d, 0o755)
 	}
-	os.Chmod(ts.path, 0o666)
+	os.Chmod(ts.Path, 0o666)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// The test binary's own directory is root's alone: run a copy.
-	bin := filepath.Join(parentDir(ts.path), "api.test")
+	bin := filepath.Join(parentDir(ts.Path), "api.test")
 	if out, err := exec.Command("cp", os.Args[0], bin).CombinedOutput(); err != nil {
 		t.Fatalf("copy the test binary: %v\n%s", err, out)
 	}
 	os.Chmod(bin, 0o755)
 	cmd := exec.CommandContext(ctx, bin, "-test.run=^$")
-	cmd.Env = append(os.Environ(), envDial+"="+ts.path)
+	cmd.Env = append(os.Environ(), envDial+"="+ts.Path)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -548,7 +545,7 @@ func TestPeerCredentials(t *testing.T) {
 		t.Errorf("client as uid 65534 got %s", out)
 	}
 	// Root still gets in.
-	if _, err := ts.client.List(ctx); err != nil {
+	if _, err := ts.Client.List(ctx); err != nil {
 		t.Errorf("root: %v", err)
 	}
 }

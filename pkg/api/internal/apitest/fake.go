@@ -1,4 +1,8 @@
-package api_test
+// Package apitest has fakes of the control API's backends, whose exec
+// sessions run on real pipes and a real pseudo-terminal, and a helper that
+// serves them on a real unix socket, for the tests of pkg/api and its
+// clients.
+package apitest
 
 import (
 	"bufio"
@@ -21,10 +25,10 @@ import (
 	"github.com/photon-init/photon-init/pkg/boot/timeline"
 )
 
-// fakeContainers implements api.Containers over a map, with log lines and
+// Containers implements api.Containers over a map, with log lines and
 // events the test feeds, and exec sessions whose "process" is a goroutine
 // on real pipes or a real pseudo-terminal.
-type fakeContainers struct {
+type Containers struct {
 	mu      sync.Mutex
 	cs      map[string]*api.ContainerInfo
 	logs    map[string][]api.LogEntry
@@ -36,16 +40,16 @@ type fakeContainers struct {
 
 	streamsOpen atomic.Int32 // streams handed out and not closed
 	execsOpen   atomic.Int32 // exec sessions not closed
-	execStarted chan *fakeExec
+	execStarted chan *Exec
 }
 
-func newFakeContainers() *fakeContainers {
-	f := &fakeContainers{
+func NewContainers() *Containers {
+	f := &Containers{
 		cs:          map[string]*api.ContainerInfo{},
 		logs:        map[string][]api.LogEntry{},
 		subs:        map[*fakeStream[api.LogEntry]]string{},
 		evSubs:      map[*fakeStream[api.Event]]bool{},
-		execStarted: make(chan *fakeExec, 16),
+		execStarted: make(chan *Exec, 16),
 	}
 	started := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	f.cs["web"] = &api.ContainerInfo{
@@ -70,7 +74,52 @@ func newFakeContainers() *fakeContainers {
 	return f
 }
 
-func (f *fakeContainers) get(name string) (*api.ContainerInfo, error) {
+// Container returns a container's current info (it must exist).
+func (f *Containers) Container(name string) api.ContainerInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return *f.cs[name]
+}
+
+// LogLines returns a container's log lines so far.
+func (f *Containers) LogLines(name string) []api.LogEntry {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]api.LogEntry(nil), f.logs[name]...)
+}
+
+// Killed returns the Kill calls so far, as "NAME SIGNAL".
+func (f *Containers) Killed() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.killed...)
+}
+
+// Stopped returns the Stop calls so far, as "NAME TIMEOUT".
+func (f *Containers) Stopped() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.stopped...)
+}
+
+// EventFollowers counts the open event streams.
+func (f *Containers) EventFollowers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.evSubs)
+}
+
+// StreamsOpen counts the streams handed out and not closed.
+func (f *Containers) StreamsOpen() int { return int(f.streamsOpen.Load()) }
+
+// ExecsOpen counts the exec sessions not closed.
+func (f *Containers) ExecsOpen() int { return int(f.execsOpen.Load()) }
+
+// ExecStarted receives each exec session as it starts (while its buffer
+// has room).
+func (f *Containers) ExecStarted() <-chan *Exec { return f.execStarted }
+
+func (f *Containers) get(name string) (*api.ContainerInfo, error) {
 	c, ok := f.cs[name]
 	if !ok {
 		return nil, api.Errorf(http.StatusNotFound, "no container named %q", name)
@@ -78,7 +127,8 @@ func (f *fakeContainers) get(name string) (*api.ContainerInfo, error) {
 	return c, nil
 }
 
-func (f *fakeContainers) List(ctx context.Context) ([]api.ContainerInfo, error) {
+// List returns the containers by name.
+func (f *Containers) List(ctx context.Context) ([]api.ContainerInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []api.ContainerInfo
@@ -89,7 +139,8 @@ func (f *fakeContainers) List(ctx context.Context) ([]api.ContainerInfo, error) 
 	return out, nil
 }
 
-func (f *fakeContainers) Inspect(ctx context.Context, name string) (api.ContainerInfo, error) {
+// Inspect returns one container.
+func (f *Containers) Inspect(ctx context.Context, name string) (api.ContainerInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, err := f.get(name)
@@ -99,7 +150,7 @@ func (f *fakeContainers) Inspect(ctx context.Context, name string) (api.Containe
 	return *c, nil
 }
 
-func (f *fakeContainers) setState(name, from, to string) {
+func (f *Containers) setState(name, from, to string) {
 	f.cs[name].State = to
 	ev := api.Event{Time: time.Now(), Container: name, From: from, To: to, Reason: "asked"}
 	f.events = append(f.events, ev)
@@ -108,7 +159,8 @@ func (f *fakeContainers) setState(name, from, to string) {
 	}
 }
 
-func (f *fakeContainers) Start(ctx context.Context, name string) error {
+// Start starts a container that does not run.
+func (f *Containers) Start(ctx context.Context, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, err := f.get(name)
@@ -122,7 +174,8 @@ func (f *fakeContainers) Start(ctx context.Context, name string) error {
 	return nil
 }
 
-func (f *fakeContainers) Stop(ctx context.Context, name string, opts api.StopOptions) error {
+// Stop records the call and stops a running container.
+func (f *Containers) Stop(ctx context.Context, name string, opts api.StopOptions) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, err := f.get(name)
@@ -136,7 +189,8 @@ func (f *fakeContainers) Stop(ctx context.Context, name string, opts api.StopOpt
 	return nil
 }
 
-func (f *fakeContainers) Restart(ctx context.Context, name string, opts api.StopOptions) error {
+// Restart counts a restart.
+func (f *Containers) Restart(ctx context.Context, name string, opts api.StopOptions) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, err := f.get(name)
@@ -148,7 +202,8 @@ func (f *fakeContainers) Restart(ctx context.Context, name string, opts api.Stop
 	return nil
 }
 
-func (f *fakeContainers) Kill(ctx context.Context, name string, sig syscall.Signal) error {
+// Kill records the signal for a running container.
+func (f *Containers) Kill(ctx context.Context, name string, sig syscall.Signal) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, err := f.get(name)
@@ -162,7 +217,8 @@ func (f *fakeContainers) Kill(ctx context.Context, name string, sig syscall.Sign
 	return nil
 }
 
-func (f *fakeContainers) Logs(ctx context.Context, name string, opts api.LogOptions) (api.Stream[api.LogEntry], error) {
+// Logs gives the lines selected by opts, then (following) the emitted ones.
+func (f *Containers) Logs(ctx context.Context, name string, opts api.LogOptions) (api.Stream[api.LogEntry], error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, err := f.get(name); err != nil {
@@ -189,8 +245,8 @@ func (f *fakeContainers) Logs(ctx context.Context, name string, opts api.LogOpti
 	return s, nil
 }
 
-// emit adds a log line and hands it to the followers.
-func (f *fakeContainers) emit(name, line string) {
+// Emit adds a log line and hands it to the followers.
+func (f *Containers) Emit(name, line string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e := api.LogEntry{Time: time.Now(), Stream: "stdout", Line: line}
@@ -202,14 +258,15 @@ func (f *fakeContainers) emit(name, line string) {
 	}
 }
 
-// followers counts the open log-following streams.
-func (f *fakeContainers) followers() int {
+// Followers counts the open log-following streams.
+func (f *Containers) Followers() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.subs)
 }
 
-func (f *fakeContainers) Events(ctx context.Context, since time.Time) (api.Stream[api.Event], error) {
+// Events gives the events since since (none when zero), then new ones.
+func (f *Containers) Events(ctx context.Context, since time.Time) (api.Stream[api.Event], error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var old []api.Event
@@ -233,7 +290,7 @@ func (f *fakeContainers) Events(ctx context.Context, since time.Time) (api.Strea
 // fakeStream gives its first values, then (following) the pushed ones,
 // through a bounded buffer that drops when full.
 type fakeStream[T any] struct {
-	f       *fakeContainers
+	f       *Containers
 	first   []T
 	follow  bool
 	ch      chan T
@@ -242,7 +299,7 @@ type fakeStream[T any] struct {
 	onClose func()
 }
 
-func newFakeStream[T any](f *fakeContainers, first []T, follow bool) *fakeStream[T] {
+func newFakeStream[T any](f *Containers, first []T, follow bool) *fakeStream[T] {
 	f.streamsOpen.Add(1)
 	return &fakeStream[T]{f: f, first: first, follow: follow, ch: make(chan T, 64), done: make(chan struct{})}
 }
@@ -254,6 +311,7 @@ func (s *fakeStream[T]) push(v T) {
 	}
 }
 
+// Next gives the first values, then pushed ones (following).
 func (s *fakeStream[T]) Next(ctx context.Context) (T, error) {
 	var zero T
 	if len(s.first) > 0 {
@@ -274,6 +332,7 @@ func (s *fakeStream[T]) Next(ctx context.Context) (T, error) {
 	}
 }
 
+// Close ends the stream.
 func (s *fakeStream[T]) Close() error {
 	s.once.Do(func() {
 		close(s.done)
@@ -295,7 +354,7 @@ func (s *fakeStream[T]) Close() error {
 //	shell       (TTY) a line-oriented program on a real pseudo-terminal:
 //	            "size" answers "size ROWSxCOLS", "exit N" exits with N,
 //	            anything else "you said: LINE"
-func (f *fakeContainers) Exec(ctx context.Context, name string, opts api.ExecOptions) (api.ExecSession, error) {
+func (f *Containers) Exec(ctx context.Context, name string, opts api.ExecOptions) (api.ExecSession, error) {
 	f.mu.Lock()
 	c, err := f.get(name)
 	f.mu.Unlock()
@@ -305,7 +364,7 @@ func (f *fakeContainers) Exec(ctx context.Context, name string, opts api.ExecOpt
 	if c.State != "running" {
 		return nil, api.Errorf(http.StatusConflict, "container %s is not running", name)
 	}
-	var e *fakeExec
+	var e *Exec
 	switch opts.Cmd[0] {
 	case "echo", "sleep", "flood":
 		e, err = newPipeExec(opts)
@@ -326,8 +385,8 @@ func (f *fakeContainers) Exec(ctx context.Context, name string, opts api.ExecOpt
 	return e, nil
 }
 
-// fakeExec is an exec session whose process is a goroutine.
-type fakeExec struct {
+// Exec is an exec session whose process is a goroutine.
+type Exec struct {
 	stdin          io.WriteCloser
 	stdout, stderr io.Reader
 	master         *os.File // TTY only
@@ -339,18 +398,25 @@ type fakeExec struct {
 	closed         chan struct{}
 }
 
-func (e *fakeExec) Stdin() io.WriteCloser { return e.stdin }
-func (e *fakeExec) Stdout() io.Reader     { return e.stdout }
-func (e *fakeExec) Stderr() io.Reader     { return e.stderr }
+// Stdin is the process's input (nil without ExecOptions.Stdin).
+func (e *Exec) Stdin() io.WriteCloser { return e.stdin }
 
-func (e *fakeExec) Resize(size api.TermSize) error {
+// Stdout is the process's output (the terminal's master with a TTY).
+func (e *Exec) Stdout() io.Reader { return e.stdout }
+
+// Stderr is the process's error output (nil with a TTY).
+func (e *Exec) Stderr() io.Reader { return e.stderr }
+
+// Resize sets the terminal's size.
+func (e *Exec) Resize(size api.TermSize) error {
 	if e.master == nil {
 		return fmt.Errorf("no terminal")
 	}
 	return setWinsize(e.master, size)
 }
 
-func (e *fakeExec) Wait(ctx context.Context) (int, error) {
+// Wait waits for the process's exit code.
+func (e *Exec) Wait(ctx context.Context) (int, error) {
 	select {
 	case <-e.exited:
 		return e.code, nil
@@ -359,7 +425,8 @@ func (e *fakeExec) Wait(ctx context.Context) (int, error) {
 	}
 }
 
-func (e *fakeExec) Close() error {
+// Close ends the process and closes its streams.
+func (e *Exec) Close() error {
 	e.once.Do(func() {
 		close(e.closed)
 		for _, c := range e.closers {
@@ -370,14 +437,14 @@ func (e *fakeExec) Close() error {
 	return nil
 }
 
-func newPipeExec(opts api.ExecOptions) (*fakeExec, error) {
+func newPipeExec(opts api.ExecOptions) (*Exec, error) {
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	outR, outW, _ := os.Pipe()
 	errR, errW, _ := os.Pipe()
-	e := &fakeExec{stdout: outR, stderr: errR, exited: make(chan struct{}), closed: make(chan struct{})}
+	e := &Exec{stdout: outR, stderr: errR, exited: make(chan struct{}), closed: make(chan struct{})}
 	e.closers = []io.Closer{inR, inW, outR, outW, errR, errW}
 	if opts.Stdin {
 		e.stdin = inW
@@ -422,7 +489,7 @@ func newPipeExec(opts api.ExecOptions) (*fakeExec, error) {
 	return e, nil
 }
 
-func newTTYExec(opts api.ExecOptions) (*fakeExec, error) {
+func newTTYExec(opts api.ExecOptions) (*Exec, error) {
 	master, slave, err := openPTY()
 	if err != nil {
 		return nil, err
@@ -432,7 +499,7 @@ func newTTYExec(opts api.ExecOptions) (*fakeExec, error) {
 			return nil, err
 		}
 	}
-	e := &fakeExec{stdin: master, stdout: master, master: master, exited: make(chan struct{}), closed: make(chan struct{})}
+	e := &Exec{stdin: master, stdout: master, master: master, exited: make(chan struct{}), closed: make(chan struct{})}
 	e.closers = []io.Closer{master, slave}
 	go func() {
 		code := 0
@@ -524,13 +591,14 @@ func getWinsize(f *os.File) (api.TermSize, error) {
 	return api.TermSize{Height: ws.Row, Width: ws.Col}, nil
 }
 
-// fakeMachine implements api.Machine.
-type fakeMachine struct {
+// Machine implements api.Machine, recording power requests.
+type Machine struct {
 	mu    sync.Mutex
 	power []api.PowerAction
 }
 
-func (m *fakeMachine) Timeline(ctx context.Context) (*timeline.Document, error) {
+// Timeline returns a fixed timeline of two steps, the second failed.
+func (m *Machine) Timeline(ctx context.Context) (*timeline.Document, error) {
 	return &timeline.Document{
 		PID1Start: 412 * time.Millisecond,
 		Complete:  900 * time.Millisecond,
@@ -541,14 +609,16 @@ func (m *fakeMachine) Timeline(ctx context.Context) (*timeline.Document, error) 
 	}, nil
 }
 
-func (m *fakeMachine) Power(ctx context.Context, action api.PowerAction) error {
+// Power records the request.
+func (m *Machine) Power(ctx context.Context, action api.PowerAction) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.power = append(m.power, action)
 	return nil
 }
 
-func (m *fakeMachine) actions() []api.PowerAction {
+// Actions returns the power requests so far.
+func (m *Machine) Actions() []api.PowerAction {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]api.PowerAction(nil), m.power...)

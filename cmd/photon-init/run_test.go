@@ -27,7 +27,9 @@ func TestMain(m *testing.M) {
 }
 
 // TestRunRoot runs "photon-init run --root DIR" on this host, in a private
-// mount namespace: a good container starts and its output reaches stderr
+// mount namespace and a network namespace of its own (the container is
+// bridged, the default: its bridge and nftables table stay in there): a
+// good container starts and its output reaches stderr
 // prefixed with its name, a broken manifest beside it is reported with file
 // and line, and SIGTERM stops the container (whose PID 1 ignores SIGTERM,
 // so only its grace period ends it) and the command exits 0.
@@ -65,7 +67,7 @@ func TestRunRoot(t *testing.T) {
 
 	cgroup := fmt.Sprintf("photon-test-run-%d", os.Getpid())
 	t.Cleanup(func() { removeCgroups(cgroup) })
-	cmd := exec.Command("unshare", "-m", "--propagation", "private", os.Args[0], "run", "--root", root, "--cgroup-parent", cgroup)
+	cmd := exec.Command("unshare", "-m", "-n", "--propagation", "private", os.Args[0], "run", "--root", root, "--cgroup-parent", cgroup)
 	cmd.Env = append(os.Environ(), envAsMain+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()

@@ -2,9 +2,12 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/photon-init/photon-init/internal/safe"
@@ -231,4 +234,30 @@ func sameManifest(a, b *manifest.Container) bool {
 	x, y := *a, *b
 	x.File, y.File = "", ""
 	return reflect.DeepEqual(x, y)
+}
+
+// InvalidFromErrors groups the errors of manifest.LoadDir by file: one
+// Invalid per rejected file, in the order of the errors, named after the
+// file (its base name without the extension), its Err holding all of the
+// file's problems, one per line. Errors that name no file (*manifest.Error
+// with File "", or other errors) are left out: LoadDir gives those only
+// for the directory itself, which the caller handles.
+func InvalidFromErrors(errs []error) []Invalid {
+	var out []Invalid
+	byFile := map[string]int{}
+	for _, err := range errs {
+		var me *manifest.Error
+		if !errors.As(err, &me) || me.File == "" {
+			continue
+		}
+		i, ok := byFile[me.File]
+		if !ok {
+			base := filepath.Base(me.File)
+			i = len(out)
+			byFile[me.File] = i
+			out = append(out, Invalid{Name: strings.TrimSuffix(base, filepath.Ext(base)), File: me.File})
+		}
+		out[i].Err = errors.Join(out[i].Err, err)
+	}
+	return out
 }

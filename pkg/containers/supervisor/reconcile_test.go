@@ -192,3 +192,22 @@ func TestSameManifest(t *testing.T) {
 		}
 	}
 }
+
+func TestInvalidFromErrors(t *testing.T) {
+	errs := []error{
+		&manifest.Error{File: "/m/web.yaml", Line: 3, Field: "image", Msg: "required"},
+		&manifest.Error{File: "/m/db.yml", Line: 1, Msg: "bad"},
+		&manifest.Error{File: "/m/web.yaml", Line: 7, Field: "ports[0]", Msg: "bad port"},
+		errors.New("no file"),
+	}
+	got := InvalidFromErrors(errs)
+	if len(got) != 2 || got[0].Name != "web" || got[0].File != "/m/web.yaml" || got[1].Name != "db" {
+		t.Fatalf("%+v", got)
+	}
+	if want := "/m/web.yaml:3: field image: required\n/m/web.yaml:7: field ports[0]: bad port"; got[0].Err.Error() != want {
+		t.Errorf("web's error %q, want %q", got[0].Err, want)
+	}
+	if firstLine(got[0].Err) != "/m/web.yaml:3: field image: required" {
+		t.Errorf("reason %q", firstLine(got[0].Err))
+	}
+}

@@ -354,8 +354,10 @@ func (s *Supervisor) supervise(ctx context.Context, u *unit, l *life, inst Insta
 		ctxDone   = ctx.Done()
 		notes     = inst.Notifications()
 		probeDone = make(chan probeResult, 1) // one probe at a time: the next is armed after the result
-		stops     = make(chan struct{}, 2)    // one token per Stop call under way
-		running   int
+		// One token per Stop call that has returned: at most two calls,
+		// one for a restart or a failure, one for a stop request.
+		stops   = make(chan struct{}, 2)
+		running int
 	)
 	probeCtx, cancelProbe := context.WithCancel(ctx)
 	defer cancelProbe()
@@ -398,16 +400,12 @@ func (s *Supervisor) supervise(ctx context.Context, u *unit, l *life, inst Insta
 			req := l.req
 			s.mu.Unlock()
 			res.stopped, res.restart, res.cause = true, "", ""
-			if running < cap(stops) {
-				stopInst(req.ctx, stopSignal(m), req.why)
-			}
+			stopInst(req.ctx, stopSignal(m), req.why)
 
 		case <-ctxDone:
 			stopC, ctxDone = nil, nil
 			res.stopped, res.restart, res.cause = true, "", ""
-			if running < cap(stops) {
-				stopInst(ctx, stopSignal(m), "cancelled")
-			}
+			stopInst(ctx, stopSignal(m), "cancelled")
 
 		case r := <-l.restart:
 			if !ending {

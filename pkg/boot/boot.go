@@ -92,6 +92,8 @@ type Machine struct {
 	config   *config.Config
 	settings Settings
 	network  *hostnet.Manager
+
+	debug debugConsole // the debug shell on the console (debugshell.go)
 }
 
 // Step is one step of the boot plan.
@@ -116,7 +118,10 @@ func Plan() []Phase {
 	return []Phase{
 		{"early", []Step{{Name: "apifs", Run: (*Machine).mountAPI, Fatal: true}}},
 		{"setup", []Step{{Name: "cmdline", Run: (*Machine).readCmdline}}},
-		{"config", []Step{{Name: "config", Run: (*Machine).loadConfig}}},
+		{"config", []Step{
+			{Name: "config", Run: (*Machine).loadConfig},
+			{Name: "debug-shell", Run: (*Machine).startDebugShell},
+		}},
 		{"system", []Step{
 			{Name: "modules", Run: (*Machine).loadModules, Machine: true},
 			{Name: "hostname", Run: (*Machine).setHostname, Machine: true},
@@ -250,6 +255,7 @@ func (m *Machine) reportStepError(step string, err error) {
 func (m *Machine) emergency(err error) {
 	m.log.Error(fmt.Sprintf("EMERGENCY: %v", err))
 	m.log.Error("EMERGENCY: the boot stopped here; photon-init keeps the machine up, reaping processes and obeying power requests (Ctrl-Alt-Del reboots, the power button and SIGTERM power off)")
+	m.emergencyShell(err)
 }
 
 // serve carries out power requests for ever.

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,13 +26,24 @@ const queueBytes = 64 << 10
 // Console is a set of console devices. The zero value is not usable; use
 // New.
 type Console struct {
-	mu    sync.Mutex
-	sinks []*sink
+	mu       sync.Mutex
+	sinks    []*sink
+	overlays map[string]Overlay // by device name, for sinks opened later
+}
+
+// Overlay is an interactive line on a console device: a debug shell's
+// prompt and the line being typed. The console writes its messages to that
+// device inside Around, which hides the line before and redraws it after,
+// so that messages do not wreck the prompt.
+type Overlay interface {
+	// Around runs write, which writes whole lines to the device.
+	Around(write func())
 }
 
 type sink struct {
 	name string
 	w    io.WriteCloser
+	ov   atomic.Pointer[overlayRef]
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -49,6 +61,9 @@ func New(w io.Writer) *Console {
 	c.sinks = []*sink{newSink("stderr", nopCloser{w})}
 	return c
 }
+
+// overlayRef boxes an Overlay for an atomic pointer.
+type overlayRef struct{ ov Overlay }
 
 type nopCloser struct{ io.Writer }
 
@@ -86,6 +101,11 @@ func (c *Console) Open(devDir string, names []string) []error {
 		return errs
 	}
 	c.mu.Lock()
+	for _, s := range sinks {
+		if ov, ok := c.overlays[s.name]; ok {
+			s.ov.Store(&overlayRef{ov})
+		}
+	}
 	old := c.sinks
 	c.sinks = sinks
 	c.mu.Unlock()
@@ -93,6 +113,34 @@ func (c *Console) Open(devDir string, names []string) []error {
 		s.close(time.Second)
 	}
 	return errs
+}
+
+// Attach makes the console write to the named device (a name Devices
+// returns, also for devices opened later) through ov, until the returned
+// detach is called. One overlay per device: a later Attach replaces it.
+func (c *Console) Attach(device string, ov Overlay) (detach func()) {
+	ref := &overlayRef{ov}
+	c.mu.Lock()
+	if c.overlays == nil {
+		c.overlays = map[string]Overlay{}
+	}
+	c.overlays[device] = ov
+	for _, s := range c.sinks {
+		if s.name == device {
+			s.ov.Store(ref)
+		}
+	}
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if cur, ok := c.overlays[device]; ok && cur == ov {
+			delete(c.overlays, device)
+		}
+		for _, s := range c.sinks {
+			s.ov.CompareAndSwap(ref, nil)
+		}
+	}
 }
 
 // Devices returns the names of the current outputs.
@@ -162,12 +210,7 @@ func (s *sink) drain() {
 		s.writing = true
 		s.mu.Unlock()
 
-		if dropped > 0 {
-			fmt.Fprintf(s.w, "photon-init: console too slow: %d messages not shown here\n", dropped)
-		}
-		for _, b := range batch {
-			s.w.Write(b) // a console that fails cannot be told; keep going
-		}
+		s.write(batch, dropped)
 
 		s.mu.Lock()
 		for _, b := range batch {
@@ -176,6 +219,31 @@ func (s *sink) drain() {
 		s.writing = false
 		s.cond.Broadcast()
 		s.mu.Unlock()
+	}
+}
+
+// write writes a batch, through the overlay when one is attached.
+func (s *sink) write(batch [][]byte, dropped int) {
+	written := false
+	write := func() {
+		written = true
+		if dropped > 0 {
+			fmt.Fprintf(s.w, "photon-init: console too slow: %d messages not shown here\n", dropped)
+		}
+		for _, b := range batch {
+			s.w.Write(b) // a console that fails cannot be told; keep going
+		}
+	}
+	if ref := s.ov.Load(); ref != nil {
+		func() {
+			// The overlay is someone else's code: its panic must not
+			// end the console (or PID 1).
+			defer func() { _ = recover() }()
+			ref.ov.Around(write)
+		}()
+	}
+	if !written {
+		write()
 	}
 }
 

@@ -123,3 +123,81 @@ func TestHandlerFormat(t *testing.T) {
 		t.Errorf("debug not shown after level change")
 	}
 }
+
+// markOverlay brackets each write with markers, like a shell hiding and
+// redrawing its prompt.
+type markOverlay struct {
+	w     *bytes.Buffer
+	mu    *sync.Mutex
+	panic bool
+}
+
+func (o markOverlay) Around(write func()) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.panic {
+		panic("overlay broke")
+	}
+	o.w.WriteString("<hide>")
+	write()
+	o.w.WriteString("<redraw>")
+}
+
+// lockedWriter is a bytes.Buffer written under a shared lock.
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	if l.mu.TryLock() {
+		defer l.mu.Unlock()
+	}
+	return l.b.Write(p)
+}
+
+func TestAttachOverlay(t *testing.T) {
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	c := New(lockedWriter{&mu, &buf})
+	detach := c.Attach("stderr", markOverlay{w: &buf, mu: &mu})
+	c.Write([]byte("one\n"))
+	c.Flush(time.Second)
+	detach()
+	c.Write([]byte("two\n"))
+	c.Flush(time.Second)
+	c.Attach("stderr", markOverlay{w: &buf, mu: &mu, panic: true})
+	c.Write([]byte("three\n"))
+	c.Flush(time.Second)
+	mu.Lock()
+	got := buf.String()
+	mu.Unlock()
+	if want := "<hide>one\n<redraw>two\nthree\n"; got != want {
+		t.Errorf("console wrote %q, want %q", got, want)
+	}
+
+	// An overlay attached by name applies to a device opened later, and
+	// only to it.
+	dir := t.TempDir()
+	for _, n := range []string{"ttyS0", "tty0"} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ovBuf bytes.Buffer
+	c2 := New(&bytes.Buffer{})
+	c2.Attach("ttyS0", markOverlay{w: &ovBuf, mu: &sync.Mutex{}})
+	if errs := c2.Open(dir, []string{"tty0", "ttyS0"}); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	c2.Write([]byte("msg\n"))
+	c2.Flush(time.Second)
+	if ovBuf.String() != "<hide><redraw>" {
+		t.Errorf("overlay of ttyS0 saw %q", ovBuf.String())
+	}
+	for _, n := range []string{"ttyS0", "tty0"} {
+		if data, _ := os.ReadFile(filepath.Join(dir, n)); string(data) != "msg\n" {
+			t.Errorf("%s got %q", n, data)
+		}
+	}
+}

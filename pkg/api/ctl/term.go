@@ -17,7 +17,7 @@ import (
 // use): Fd turns a polled file blocking, and the built-in shell hands in a
 // console whose reads it interrupts with deadlines.
 type terminal struct {
-	in   *os.File // the input terminal, nil if input is not one
+	in    *os.File // the input terminal, nil if input is not one
 	sized *os.File // the terminal to take the size of
 }
 

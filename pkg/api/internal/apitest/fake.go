@@ -213,7 +213,11 @@ func (f *Containers) Kill(ctx context.Context, name string, sig syscall.Signal) 
 	if c.State != "running" {
 		return api.Errorf(http.StatusConflict, "container %s is not running", name)
 	}
-	f.killed = append(f.killed, fmt.Sprintf("%s %s", name, unix.SignalName(sig)))
+	sigName := unix.SignalName(sig)
+	if sigName == "" {
+		sigName = strconv.Itoa(int(sig))
+	}
+	f.killed = append(f.killed, name+" "+sigName)
 	return nil
 }
 
@@ -412,7 +416,7 @@ func (e *Exec) Resize(size api.TermSize) error {
 	if e.master == nil {
 		return fmt.Errorf("no terminal")
 	}
-	return setWinsize(e.master, size)
+	return SetWinsize(e.master, size)
 }
 
 // Wait waits for the process's exit code.
@@ -490,12 +494,12 @@ func newPipeExec(opts api.ExecOptions) (*Exec, error) {
 }
 
 func newTTYExec(opts api.ExecOptions) (*Exec, error) {
-	master, slave, err := openPTY()
+	master, slave, err := OpenPTY()
 	if err != nil {
 		return nil, err
 	}
 	if opts.Size != (api.TermSize{}) {
-		if err := setWinsize(master, opts.Size); err != nil {
+		if err := SetWinsize(master, opts.Size); err != nil {
 			return nil, err
 		}
 	}
@@ -512,7 +516,7 @@ func newTTYExec(opts api.ExecOptions) (*Exec, error) {
 				break
 			}
 			if line == "size" {
-				ws, err := getWinsize(slave)
+				ws, err := GetWinsize(slave)
 				if err != nil {
 					fmt.Fprintf(slave, "size: %v\n", err)
 				} else {
@@ -531,10 +535,10 @@ func newTTYExec(opts api.ExecOptions) (*Exec, error) {
 	return e, nil
 }
 
-// openPTY opens a pseudo-terminal pair. The ioctls go through SyscallConn
+// OpenPTY opens a pseudo-terminal pair. The ioctls go through SyscallConn
 // (not Fd, which would make the files blocking and Close unable to end a
 // blocked Read).
-func openPTY() (master, slave *os.File, err error) {
+func OpenPTY() (master, slave *os.File, err error) {
 	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, nil, err
@@ -572,13 +576,15 @@ func control(f *os.File, fn func(fd int) error) error {
 	return ferr
 }
 
-func setWinsize(f *os.File, size api.TermSize) error {
+// SetWinsize sets a terminal's size.
+func SetWinsize(f *os.File, size api.TermSize) error {
 	return control(f, func(fd int) error {
 		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: size.Height, Col: size.Width})
 	})
 }
 
-func getWinsize(f *os.File) (api.TermSize, error) {
+// GetWinsize returns a terminal's size.
+func GetWinsize(f *os.File) (api.TermSize, error) {
 	var ws *unix.Winsize
 	err := control(f, func(fd int) error {
 		var err error

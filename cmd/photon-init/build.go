@@ -6,12 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
 
+	"github.com/photon-init/photon-init/pkg/api/ctl"
 	"github.com/photon-init/photon-init/pkg/containers/image"
 	"github.com/photon-init/photon-init/pkg/containers/image/aci"
 	"github.com/photon-init/photon-init/pkg/containers/image/preload"
@@ -130,6 +132,7 @@ flags:
 		ModulesDir:       *modules,
 		Modules:          extra,
 		NoDefaultModules: *noDefault,
+		Entries:          photonctlEntries(),
 		Overlays:         overlays,
 	})
 	if err != nil {
@@ -193,6 +196,16 @@ flags:
 	}
 	fmt.Fprintf(stdout, "%s: %d entries, %d modules, %s\n", *out, st.Entries, len(rep.Modules), size)
 	return 0
+}
+
+// photonctlEntries are /bin/photonctl, a symlink to /init (started under
+// that name, photon-init is photonctl), and photonctl's bash completion.
+// An overlay may replace them.
+func photonctlEntries() []initramfs.Entry {
+	return []initramfs.Entry{
+		{Path: "bin/photonctl", Mode: fs.ModeSymlink | 0o777, Linkname: "/init"},
+		{Path: "usr/share/bash-completion/completions/photonctl", Mode: 0o644, Data: []byte(ctl.BashCompletion())},
+	}
 }
 
 // writeAtomic writes a new file at path through write: into a temporary

@@ -7,6 +7,7 @@
 //	"photon-init run --root DIR"   runs the containers of DIR on a host with an init
 //	"photon-init build ..."        assembles a bootable initramfs
 //	"photon-init validate PATH..." checks init.yaml and container manifests offline
+//	"photon-init ctl VERB ...", or started as photonctl: the control socket's client
 //	"photon-init version"          prints the version
 package main
 
@@ -37,6 +38,9 @@ func run(args []string) int {
 		// runPID1 does not return; this is only reached if it ever did.
 		select {}
 	}
+	if filepath.Base(args[0]) == "photonctl" {
+		return cmdCtl("photonctl", args[1:])
+	}
 	if filepath.Base(args[0]) == "init" && len(args) == 1 {
 		// The kernel may exec us as /init with a pid other than 1 only
 		// inside a pid namespace test; treat it like "boot".
@@ -58,6 +62,8 @@ func run(args []string) int {
 		return cmdBuild(args[2:])
 	case "validate":
 		return cmdValidate(args[2:])
+	case "ctl":
+		return cmdCtl("photon-init ctl", args[2:])
 	case "version", "--version", "-v":
 		fmt.Println("photon-init", version)
 		return 0
@@ -79,6 +85,7 @@ commands:
   run --root DIR      run the containers of DIR/etc/photon/containers on this host
   build -o FILE ...   assemble a bootable initramfs (photon-init build -h)
   validate PATH...    check init.yaml, container manifests or a manifest directory offline
+  ctl VERB ...        talk to the control socket (photonctl; photon-init ctl help)
   version             print the version
 `)
 }

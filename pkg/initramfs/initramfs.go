@@ -101,6 +101,10 @@ type Options struct {
 	Modules []string
 	// NoDefaultModules leaves DefaultModules out.
 	NoDefaultModules bool
+	// Entries are added after the skeleton, /init and the modules and
+	// before the overlays, which may replace them (photon-init build
+	// adds /bin/photonctl and its bash completion this way).
+	Entries []Entry
 	// Overlays are directories copied into the root, in order.
 	Overlays []string
 }
@@ -154,6 +158,11 @@ func Assemble(ctx context.Context, opts Options) (*Builder, *Report, error) {
 		}
 	}
 
+	for _, e := range opts.Entries {
+		if err := b.Add(e); err != nil {
+			return nil, nil, err
+		}
+	}
 	for _, dir := range opts.Overlays {
 		if err := b.AddTree(ctx, dir, "/"); err != nil {
 			return nil, nil, fmt.Errorf("overlay %s: %w", dir, err)

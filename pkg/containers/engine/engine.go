@@ -14,13 +14,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/photon-init/photon-init/internal/safe"
 	"github.com/photon-init/photon-init/pkg/boot/reaper"
 	"github.com/photon-init/photon-init/pkg/config"
 	"github.com/photon-init/photon-init/pkg/containers/container"
@@ -30,6 +30,7 @@ import (
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
 	"github.com/photon-init/photon-init/pkg/containers/notify"
 	"github.com/photon-init/photon-init/pkg/containers/supervisor"
+	"github.com/photon-init/photon-init/pkg/containers/watch"
 )
 
 // Paths are where the engine finds manifests and keeps its files.
@@ -104,18 +105,11 @@ func (e *Engine) Start(ctx context.Context, env Env) error {
 	if cfg.Containers.Dir != "" {
 		e.paths.Manifests = cfg.Containers.Dir
 	}
-	cs, invalid, err := load(e.paths.Manifests)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			log.Info("containers: none declared", "dir", e.paths.Manifests)
-			return nil
-		}
-		return err
+	cs, errs := manifest.LoadDir(e.paths.Manifests)
+	if len(errs) == 1 && errors.Is(errs[0], fs.ErrNotExist) {
+		errs = nil // none declared yet; the watcher picks up a directory made later
 	}
-	if len(cs) == 0 && len(invalid) == 0 {
-		log.Info("containers: none declared", "dir", e.paths.Manifests)
-		return nil
-	}
+	invalid := supervisor.InvalidFromErrors(errs)
 
 	if err := e.paths.ensureDirs(); err != nil {
 		return err
@@ -162,8 +156,20 @@ func (e *Engine) Start(ctx context.Context, env Env) error {
 	e.mu.Lock()
 	e.sup = sup
 	e.mu.Unlock()
-	log.Info(fmt.Sprintf("containers: starting %d (%d invalid)", len(cs), len(invalid)))
+	if len(cs)+len(invalid) == 0 {
+		log.Info("containers: none declared", "dir", e.paths.Manifests)
+	} else {
+		log.Info(fmt.Sprintf("containers: starting %d (%d invalid)", len(cs), len(invalid)))
+	}
 	sup.Start(ctx, cs, invalid)
+	safe.Go(log, "manifest watcher", func() {
+		err := watch.Run(ctx, watch.Options{Dir: e.paths.Manifests, Log: log}, func(set watch.Set) {
+			sup.Reconcile(ctx, set.Containers, supervisor.InvalidFromErrors(set.Errors))
+		})
+		if err != nil && ctx.Err() == nil {
+			log.Warn("containers: no hot reload of "+e.paths.Manifests, "err", err)
+		}
+	})
 	return nil
 }
 
@@ -187,31 +193,6 @@ func (e *Engine) Status() []supervisor.Status {
 		return nil
 	}
 	return sup.Status()
-}
-
-// load reads the manifest directory: the valid containers, and one Invalid
-// per rejected file with all of that file's problems.
-func load(dir string) ([]*manifest.Container, []supervisor.Invalid, error) {
-	cs, errs := manifest.LoadDir(dir)
-	byFile := map[string][]string{}
-	var files []string
-	for _, err := range errs {
-		var me *manifest.Error
-		if !errors.As(err, &me) || me.File == "" || me.File == dir {
-			// The directory itself could not be read.
-			return nil, nil, fmt.Errorf("containers %s: %w", dir, err)
-		}
-		if _, seen := byFile[me.File]; !seen {
-			files = append(files, me.File)
-		}
-		byFile[me.File] = append(byFile[me.File], err.Error())
-	}
-	var invalid []supervisor.Invalid
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))
-		invalid = append(invalid, supervisor.Invalid{Name: name, File: f, Err: errors.New(strings.Join(byFile[f], "\n"))})
-	}
-	return cs, invalid, nil
 }
 
 // runtime adapts container.Runtime to the supervisor's interface.
@@ -243,21 +224,42 @@ func forwardNotifications(in <-chan notify.Message) <-chan supervisor.Notificati
 	go func() {
 		defer close(out)
 		for m := range in {
-			n := supervisor.Notification{Ready: m.Ready, Stopping: m.Stopping, Reloading: m.Reloading, Watchdog: m.Watchdog}
+			n := supervisor.Notification{
+				Ready: m.Ready, Stopping: m.Stopping, Reloading: m.Reloading,
+				Watchdog: m.Watchdog, WatchdogTrigger: m.WatchdogTrigger, WatchdogTimeout: m.WatchdogTimeout,
+			}
 			if m.StatusSet {
 				n.Status = m.Status
 			}
-			if n.Ready || n.Stopping || n.Reloading || m.StatusSet {
-				out <- n
-				continue
+			// The supervisor reads until the container exits. A state
+			// change waits a little for a lagging reader; a ping does not,
+			// and nothing blocks this goroutine for good once nobody reads.
+			wait := time.Duration(0)
+			if n.Ready || n.Stopping || n.Reloading || n.WatchdogTrigger {
+				wait = 5 * time.Second
 			}
-			select {
-			case out <- n:
-			default: // a watchdog ping while the supervisor lags: the next one counts
-			}
+			send(out, n, wait)
 		}
 	}()
 	return out
+}
+
+// send puts n on out, waiting at most wait for room.
+func send(out chan<- supervisor.Notification, n supervisor.Notification, wait time.Duration) {
+	select {
+	case out <- n:
+		return
+	default:
+	}
+	if wait <= 0 {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case out <- n:
+	case <-t.C:
+	}
 }
 
 func (i instance) Start(ctx context.Context) error { return i.c.Start(ctx) }

@@ -12,7 +12,11 @@ import (
 // Containers is what the server needs of the container engine. Errors
 // carry their status as *Error (see ErrNotFound, ErrConflict, ErrInvalid);
 // others are answered as 500. Every method may be called from many
-// goroutines at once and must return when ctx is done.
+// goroutines at once and must return when ctx is done. The queries and
+// streams get the request's context (done when the client goes away);
+// the actions (Start, Stop, Restart, Kill, Exec) get the server's (done
+// when it shuts down), so that an action, once asked for, is carried out
+// whether or not its client waits for the answer.
 type Containers interface {
 	// List returns every declared container, in a stable order.
 	List(ctx context.Context) ([]ContainerInfo, error)
@@ -34,7 +38,9 @@ type Containers interface {
 	// closes the stream when the client is gone or the stream ended.
 	Logs(ctx context.Context, name string, opts LogOptions) (Stream[LogEntry], error)
 	// Exec starts a process in a running container (ErrConflict if it
-	// does not run). The server calls the session's Close when done.
+	// does not run; ErrInvalid for options the runtime refuses). The
+	// process lives until it exits or the session's Close; ctx ends with
+	// the session. The server calls Close when done.
 	Exec(ctx context.Context, name string, opts ExecOptions) (ExecSession, error)
 	// Events returns the state changes from since on (the ones still
 	// remembered), then new ones as they happen, until the stream is
@@ -92,7 +98,8 @@ type ExecSession interface {
 type Machine interface {
 	// Timeline returns the boot timeline as recorded so far.
 	Timeline(ctx context.Context) (*timeline.Document, error)
-	// Power asks for the machine to power off, reboot or halt. It returns
-	// once the request is taken; the shutdown goes on without the caller.
+	// Power asks for the machine to power off, reboot or halt. It must
+	// return once the request is taken (the answer should reach the
+	// client); the shutdown goes on without the caller.
 	Power(ctx context.Context, action PowerAction) error
 }

@@ -49,7 +49,7 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Start(r.Context(), r.PathValue("name")); err != nil {
+	if err := c.Start(serveContext(r), r.PathValue("name")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -75,7 +75,7 @@ func (s *Server) stopOrRestart(w http.ResponseWriter, r *http.Request, op func(C
 			return err
 		}
 	}
-	if err := op(c, r.Context(), r.PathValue("name"), opts); err != nil {
+	if err := op(c, serveContext(r), r.PathValue("name"), opts); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -93,7 +93,7 @@ func (s *Server) kill(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	if err := c.Kill(r.Context(), r.PathValue("name"), sig); err != nil {
+	if err := c.Kill(serveContext(r), r.PathValue("name"), sig); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -167,7 +167,7 @@ func (s *Server) power(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := m.Power(r.Context(), action); err != nil {
+	if err := m.Power(serveContext(r), action); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusAccepted, Message{Message: string(action) + " requested"})

@@ -119,7 +119,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	srv := &http.Server{
-		Handler:           s.Handler(),
+		Handler:           s.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
@@ -163,7 +163,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 type serveKey struct{}
 
 // serveContext returns the context Serve was given (cancelled when the
-// server shuts down), from a request's context.
+// server shuts down), from a request's context. Actions get it rather
+// than the request's context: a stop, once asked for, is carried out even
+// if the client goes away meanwhile.
 func serveContext(r *http.Request) context.Context {
 	if ctx, ok := r.Context().Value(serveKey{}).(context.Context); ok {
 		return ctx
@@ -171,9 +173,9 @@ func serveContext(r *http.Request) context.Context {
 	return context.WithoutCancel(r.Context())
 }
 
-// Handler returns the API's HTTP handler (without the listener's limits;
-// Serve adds them).
-func (s *Server) Handler() http.Handler {
+// handler returns the API's HTTP handler. The peer check needs the
+// credentials that Serve's ConnContext records.
+func (s *Server) handler() http.Handler {
 	mux := http.NewServeMux()
 	handle := func(pattern string, h func(http.ResponseWriter, *http.Request) error) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {

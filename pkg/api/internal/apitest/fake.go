@@ -32,8 +32,8 @@ type Containers struct {
 	mu      sync.Mutex
 	cs      map[string]*api.ContainerInfo
 	logs    map[string][]api.LogEntry
-	subs    map[*fakeStream[api.LogEntry]]string // log followers and their container
-	evSubs  map[*fakeStream[api.Event]]bool
+	subs    map[chan api.LogEntry]string // log followers and their container
+	evSubs  map[chan api.Event]bool
 	events  []api.Event
 	killed  []string // "NAME SIGNAL"
 	stopped []string // "NAME TIMEOUT"
@@ -47,8 +47,8 @@ func NewContainers() *Containers {
 	f := &Containers{
 		cs:          map[string]*api.ContainerInfo{},
 		logs:        map[string][]api.LogEntry{},
-		subs:        map[*fakeStream[api.LogEntry]]string{},
-		evSubs:      map[*fakeStream[api.Event]]bool{},
+		subs:        map[chan api.LogEntry]string{},
+		evSubs:      map[chan api.Event]bool{},
 		execStarted: make(chan *Exec, 16),
 	}
 	started := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -154,8 +154,8 @@ func (f *Containers) setState(name, from, to string) {
 	f.cs[name].State = to
 	ev := api.Event{Time: time.Now(), Container: name, From: from, To: to, Reason: "asked"}
 	f.events = append(f.events, ev)
-	for s := range f.evSubs {
-		s.push(ev)
+	for ch := range f.evSubs {
+		push(ch, ev)
 	}
 }
 
@@ -237,16 +237,27 @@ func (f *Containers) Logs(ctx context.Context, name string, opts api.LogOptions)
 	if opts.Tail >= 0 && len(lines) > opts.Tail {
 		lines = lines[len(lines)-opts.Tail:]
 	}
-	s := newFakeStream(f, lines, opts.Follow)
-	if opts.Follow {
-		f.subs[s] = name
-		s.onClose = func() {
-			f.mu.Lock()
-			delete(f.subs, s)
-			f.mu.Unlock()
-		}
+	f.streamsOpen.Add(1)
+	if !opts.Follow {
+		return api.NewStream(lines, nil, func() { f.streamsOpen.Add(-1) }), nil
 	}
-	return s, nil
+	ch := make(chan api.LogEntry, 64)
+	f.subs[ch] = name
+	return api.NewStream(lines, ch, func() {
+		f.mu.Lock()
+		delete(f.subs, ch)
+		f.mu.Unlock()
+		f.streamsOpen.Add(-1)
+	}), nil
+}
+
+// push sends v unless ch is full: a slow follower loses values rather
+// than blocking the producer.
+func push[T any](ch chan T, v T) {
+	select {
+	case ch <- v:
+	default:
+	}
 }
 
 // Emit adds a log line and hands it to the followers.
@@ -255,9 +266,9 @@ func (f *Containers) Emit(name, line string) {
 	defer f.mu.Unlock()
 	e := api.LogEntry{Time: time.Now(), Stream: "stdout", Line: line}
 	f.logs[name] = append(f.logs[name], e)
-	for s, n := range f.subs {
+	for ch, n := range f.subs {
 		if n == name {
-			s.push(e)
+			push(ch, e)
 		}
 	}
 }
@@ -281,71 +292,15 @@ func (f *Containers) Events(ctx context.Context, since time.Time) (api.Stream[ap
 			}
 		}
 	}
-	s := newFakeStream(f, old, true)
-	f.evSubs[s] = true
-	s.onClose = func() {
-		f.mu.Lock()
-		delete(f.evSubs, s)
-		f.mu.Unlock()
-	}
-	return s, nil
-}
-
-// fakeStream gives its first values, then (following) the pushed ones,
-// through a bounded buffer that drops when full.
-type fakeStream[T any] struct {
-	f       *Containers
-	first   []T
-	follow  bool
-	ch      chan T
-	done    chan struct{}
-	once    sync.Once
-	onClose func()
-}
-
-func newFakeStream[T any](f *Containers, first []T, follow bool) *fakeStream[T] {
 	f.streamsOpen.Add(1)
-	return &fakeStream[T]{f: f, first: first, follow: follow, ch: make(chan T, 64), done: make(chan struct{})}
-}
-
-func (s *fakeStream[T]) push(v T) {
-	select {
-	case s.ch <- v:
-	default:
-	}
-}
-
-// Next gives the first values, then pushed ones (following).
-func (s *fakeStream[T]) Next(ctx context.Context) (T, error) {
-	var zero T
-	if len(s.first) > 0 {
-		v := s.first[0]
-		s.first = s.first[1:]
-		return v, nil
-	}
-	if !s.follow {
-		return zero, io.EOF
-	}
-	select {
-	case v := <-s.ch:
-		return v, nil
-	case <-ctx.Done():
-		return zero, ctx.Err()
-	case <-s.done:
-		return zero, io.EOF
-	}
-}
-
-// Close ends the stream.
-func (s *fakeStream[T]) Close() error {
-	s.once.Do(func() {
-		close(s.done)
-		if s.onClose != nil {
-			s.onClose()
-		}
-		s.f.streamsOpen.Add(-1)
-	})
-	return nil
+	ch := make(chan api.Event, 64)
+	f.evSubs[ch] = true
+	return api.NewStream(old, ch, func() {
+		f.mu.Lock()
+		delete(f.evSubs, ch)
+		f.mu.Unlock()
+		f.streamsOpen.Add(-1)
+	}), nil
 }
 
 // Exec starts a fake process. Its command picks the behaviour:

@@ -41,6 +41,10 @@ type Device struct {
 	PartUUID, PartLabel string
 	// ProbeErr is set when the device could not be read.
 	ProbeErr error
+
+	// seq is the disk's diskseq (a number the kernel gives each disk,
+	// and a loop device at each attach), when sysfs has it.
+	seq string
 }
 
 // Describe renders the device for people: "vdb (ext4 \"photon-data\")".
@@ -100,7 +104,8 @@ func (s *Scanner) Scan() ([]Device, error) {
 		if !ok {
 			continue
 		}
-		parts := s.partitions(filepath.Join(blockDir, e.Name()), disk.Name)
+		disk.seq = readSysFile(filepath.Join(blockDir, e.Name(), "diskseq"))
+		parts := s.partitions(filepath.Join(blockDir, e.Name()), disk)
 		disk.Partitioned = len(parts) > 0
 		disk = s.probe(disk, nil)
 		out = append(out, disk)
@@ -116,18 +121,35 @@ func (s *Scanner) Scan() ([]Device, error) {
 			out = append(out, p)
 		}
 	}
+	s.prune(out)
 	return out, nil
 }
 
+// prune forgets the devices that are gone, so that a name used again is
+// probed again.
+func (s *Scanner) prune(present []Device) {
+	seen := make(map[string]bool, len(present))
+	for _, d := range present {
+		seen[d.Name] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name := range s.cache {
+		if !seen[name] {
+			delete(s.cache, name)
+		}
+	}
+}
+
 // partitions lists the partitions of the disk whose sysfs directory is dir.
-func (s *Scanner) partitions(dir, disk string) []Device {
+func (s *Scanner) partitions(dir string, disk Device) []Device {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil
 	}
 	var parts []Device
 	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), disk) {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), disk.Name) {
 			continue
 		}
 		pdir := filepath.Join(dir, e.Name())
@@ -135,7 +157,8 @@ func (s *Scanner) partitions(dir, disk string) []Device {
 		if err != nil {
 			continue
 		}
-		if p, ok := s.readSys(pdir, e.Name(), disk, n); ok {
+		if p, ok := s.readSys(pdir, e.Name(), disk.Name, n); ok {
+			p.seq = disk.seq
 			parts = append(parts, p)
 		}
 	}
@@ -169,13 +192,14 @@ func (s *Scanner) readSys(dir, name, disk string, part int) (Device, bool) {
 	}, true
 }
 
-// probe fills in what d's content says, from the cache when d is unchanged.
+// probe fills in what d's content says, from the cache when d is unchanged
+// (same numbers, size and diskseq).
 // table is the disk's partition table, for partitions.
 func (s *Scanner) probe(d Device, table *Table) Device {
 	s.mu.Lock()
 	old, ok := s.cache[d.Name]
 	s.mu.Unlock()
-	if ok && old.Major == d.Major && old.Minor == d.Minor && old.Size == d.Size {
+	if ok && old.Major == d.Major && old.Minor == d.Minor && old.Size == d.Size && old.seq == d.seq {
 		old.Partitioned = d.Partitioned
 		old.ReadOnly = d.ReadOnly
 		return old

@@ -207,7 +207,7 @@ func AddVeth(br netlink.Link, cfg VethConfig) (err error) {
 
 // configureInside sets up lo and the container's end in its namespace.
 func configureInside(ns netns.NsHandle, cfg VethConfig) error {
-	h, err := netlink.NewHandleAt(ns)
+	h, err := routeHandle(ns)
 	if err != nil {
 		return fmt.Errorf("netlink in %s: %w", cfg.Netns, err)
 	}
@@ -245,12 +245,20 @@ func LoopbackUp(path string) error {
 		return fmt.Errorf("open namespace %s: %w", path, err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := routeHandle(ns)
 	if err != nil {
 		return fmt.Errorf("netlink in %s: %w", path, err)
 	}
 	defer h.Close()
 	return loopbackUp(h)
+}
+
+// routeHandle opens a netlink handle in ns for links, addresses and
+// routes only: by default a handle opens every family netlink knows, and
+// a kernel without XFRM (no xfrm_user module loaded, as in a minimal
+// initramfs) refuses that with EPROTONOSUPPORT.
+func routeHandle(ns netns.NsHandle) (*netlink.Handle, error) {
+	return netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 }
 
 func loopbackUp(h *netlink.Handle) error {

@@ -45,7 +45,7 @@ type consoleDest struct {
 	reportEvery time.Duration
 	now         func() time.Time
 	log         *slog.Logger
-	lim         *rate.Limiter
+	lim         *rate.Limiter // nil: no limit
 
 	mu       sync.Mutex // Write runs under the Sink's lock, the report timer not
 	dropped  uint64
@@ -65,10 +65,6 @@ func newConsoleDest(w io.Writer, name, path string, l ConsoleLimit, now func() t
 	if l.ReportEvery <= 0 {
 		l.ReportEvery = DefaultConsoleReportEvery
 	}
-	limit := rate.Limit(l.LinesPerSecond)
-	if l.LinesPerSecond < 0 {
-		limit = rate.Inf
-	}
 	c := &consoleDest{
 		w:           w,
 		prefix:      "[" + name + "] ",
@@ -77,7 +73,9 @@ func newConsoleDest(w io.Writer, name, path string, l ConsoleLimit, now func() t
 		reportEvery: l.ReportEvery,
 		now:         now,
 		log:         log,
-		lim:         rate.NewLimiter(limit, l.Burst),
+	}
+	if l.LinesPerSecond > 0 {
+		c.lim = rate.NewLimiter(rate.Limit(l.LinesPerSecond), l.Burst)
 	}
 	if path != "" {
 		c.notShown = " lines not shown; see " + path + "\n"
@@ -96,12 +94,24 @@ func (c *consoleDest) Write(lines []Line) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var firstErr error
+	// The tokens are taken once for the batch (a flood's batches are
+	// hundreds of lines).
 	now := c.now()
+	avail := len(lines)
+	if c.lim != nil {
+		avail = int(c.lim.TokensAt(now))
+	}
+	shown := 0
+	defer func() {
+		if c.lim != nil && shown > 0 {
+			c.lim.AllowN(now, shown)
+		}
+	}()
 	for _, l := range lines {
 		si := streamIndex(l.Stream)
 		// A piece of a line whose head was not shown is not shown
 		// either; otherwise every piece is a line of its own.
-		if (l.Continued && c.skipping[si]) || !c.lim.AllowN(now, 1) {
+		if (l.Continued && c.skipping[si]) || shown >= avail {
 			c.skipping[si] = l.Partial
 			c.dropped++
 			if c.timer == nil && !c.closed {
@@ -110,6 +120,7 @@ func (c *consoleDest) Write(lines []Line) error {
 			continue
 		}
 		c.skipping[si] = false
+		shown++
 		p := c.prefix
 		if l.Continued {
 			p = c.contPrefix

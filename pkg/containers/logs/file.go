@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -81,6 +82,10 @@ type fileDest struct {
 
 	buf  []byte
 	offs []int // start of each pending record in buf
+
+	// The last time formatted: a batch's lines share one.
+	tsTime time.Time
+	ts     []byte
 }
 
 // openFile opens dir/name.log for appending, creating dir and the file,
@@ -132,7 +137,10 @@ func (d *fileDest) Write(lines []Line) error {
 	rotateFailed := false // try once per batch
 	for i := range lines {
 		start := len(d.buf)
-		d.buf = AppendRecord(d.buf, lines[i])
+		if t := lines[i].Time; d.ts == nil || !t.Equal(d.tsTime) || t.Location() != d.tsTime.Location() {
+			d.tsTime, d.ts = t, appendTime(d.ts[:0], t)
+		}
+		d.buf = appendRecordAt(d.buf, d.ts, lines[i])
 		if d.rot.MaxSize > 0 && !d.broken && !rotateFailed && d.size+int64(len(d.buf)) > d.rot.MaxSize && d.size+int64(start) > 0 {
 			// Write what fits, rotate, and start the new file with
 			// this record.

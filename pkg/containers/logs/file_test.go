@@ -57,7 +57,8 @@ func logFiles(t testing.TB, dir, name string) []string {
 }
 
 // checkFiles reads every record of the files, oldest first, and checks
-// that they are numbered lines first, first+1, ...; it returns how many.
+// that they are numbered lines first, first+1, ... (from the first one's
+// number for first < 0); it returns how many.
 func checkFiles(t testing.TB, dir, name string, first int, maxSize int64) int {
 	t.Helper()
 	next := first
@@ -83,7 +84,11 @@ func checkFiles(t testing.TB, dir, name string, first int, maxSize int64) int {
 			if err != nil {
 				t.Fatalf("%s: %v", p, err)
 			}
-			if n := lineSeq(t, l.Text); n != next {
+			n := lineSeq(t, l.Text)
+			if next < 0 {
+				next, first = n, n
+			}
+			if n != next {
 				f.Close()
 				t.Fatalf("%s: line %d where %d was due: a line was lost or doubled", p, n, next)
 			}

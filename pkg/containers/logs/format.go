@@ -16,7 +16,18 @@ const (
 // "2006-01-02T15:04:05.000000000Z stdout F text\n", and returns the
 // extended buffer.
 func AppendRecord(b []byte, l Line) []byte {
-	b = l.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	return appendRecordAt(b, appendTime(nil, l.Time), l)
+}
+
+// appendTime appends t as a record's time.
+func appendTime(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, time.RFC3339Nano)
+}
+
+// appendRecordAt appends l as a record whose time is ts, formatted by
+// appendTime.
+func appendRecordAt(b, ts []byte, l Line) []byte {
+	b = append(b, ts...)
 	b = append(b, ' ')
 	b = append(b, l.Stream...)
 	tag := byte(tagFull)

@@ -91,6 +91,7 @@ type Ring struct {
 	bytes     int     // cost of the entries
 	seq       uint64  // Seq of the last line written
 	slab      []byte
+	batch     []Entry // reused by Write
 	followers map[*Follower]struct{}
 	closed    bool
 }
@@ -120,15 +121,19 @@ func (r *Ring) Write(lines []Line) error {
 	if r.closed {
 		return nil
 	}
+	batch := r.batch[:0]
 	for _, l := range lines {
 		l.Text = r.copyText(l.Text)
 		r.seq++
 		e := Entry{Line: l, Seq: r.seq}
 		r.push(e)
-		for f := range r.followers {
-			f.push(e)
-		}
+		batch = append(batch, e)
 	}
+	for f := range r.followers {
+		f.push(batch)
+	}
+	clear(batch) // the texts belong to the entries, not to this buffer
+	r.batch = batch[:0]
 	return nil
 }
 
@@ -291,19 +296,22 @@ type queued struct {
 	gap uint64 // lines dropped just before e
 }
 
-// push queues e or counts it as dropped. The ring's lock is held.
-func (f *Follower) push(e Entry) {
+// push queues the entries of a batch, or counts those that do not fit as
+// dropped. The ring's lock is held.
+func (f *Follower) push(batch []Entry) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	cost := entryCost(&e)
-	if len(f.queue) >= f.maxLines || (len(f.queue) > 0 && f.bytes+cost > f.maxBytes) {
-		f.dropped++
-		f.missed++
-		return
+	for i := range batch {
+		cost := entryCost(&batch[i])
+		if len(f.queue) >= f.maxLines || (len(f.queue) > 0 && f.bytes+cost > f.maxBytes) {
+			f.dropped++
+			f.missed++
+			continue
+		}
+		f.queue = append(f.queue, queued{e: batch[i], gap: f.dropped})
+		f.dropped = 0
+		f.bytes += cost
 	}
-	f.queue = append(f.queue, queued{e: e, gap: f.dropped})
-	f.dropped = 0
-	f.bytes += cost
 	f.signal()
 }
 

@@ -32,10 +32,11 @@ type SwitchResult struct {
 //     /run, /tmp, ...) is moved below newRoot with MS_MOVE, its directory
 //     made if missing (their own submounts travel with them); one that
 //     cannot be moved is detached;
-//  2. if the current root is the initramfs (ramfs or tmpfs), its files
-//     are deleted to give their memory back, never crossing into another
-//     filesystem or mount point;
-//  3. newRoot is moved onto / and the process chroots into it.
+//  2. newRoot is moved onto / and the process chroots into it; if that
+//     fails, the mounts of step 1 are moved back and nothing else changed;
+//  3. if the old root was the initramfs (ramfs or tmpfs), its files are
+//     deleted through a descriptor kept open across the switch, to give
+//     their memory back, never crossing into another filesystem.
 //
 // The process goes on running (its binary may have been deleted: the
 // kernel keeps it while it runs, and /proc/self/exe still opens it).
@@ -52,6 +53,7 @@ func SwitchRoot(newRoot string) (SwitchResult, error) {
 	if newSt.Dev == rootSt.Dev {
 		return res, fmt.Errorf("switch root: %s is not a mounted filesystem of its own", newRoot)
 	}
+	initramfs, _ := IsInitramfsRoot()
 	ms, err := mountinfo.GetMounts(nil)
 	if err != nil {
 		return res, fmt.Errorf("switch root: %w", err)
@@ -77,23 +79,24 @@ func SwitchRoot(newRoot string) (SwitchResult, error) {
 			continue
 		}
 		if derr := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); derr != nil {
+			moveBack(newRoot, res.Moved)
 			return res, fmt.Errorf("switch root: move %s to %s: %v; detach: %w", m.Mountpoint, dest, err, derr)
 		}
 		res.Detached = append(res.Detached, m.Mountpoint+" ("+err.Error()+")")
 	}
-	if initramfs, _ := IsInitramfsRoot(); initramfs {
-		keep := map[string]bool{newRoot: true}
-		if left, err := mountinfo.GetMounts(nil); err == nil {
-			for _, m := range left {
-				keep[m.Mountpoint] = true
-			}
-		}
-		freeTree("/", uint64(rootSt.Dev), keep, &res)
+	oldRoot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		moveBack(newRoot, res.Moved)
+		return res, fmt.Errorf("switch root: open /: %w", err)
 	}
+	defer unix.Close(oldRoot)
 	if err := unix.Chdir(newRoot); err != nil {
+		moveBack(newRoot, res.Moved)
 		return res, fmt.Errorf("switch root: chdir %s: %w", newRoot, err)
 	}
 	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		_ = unix.Chdir("/")
+		moveBack(newRoot, res.Moved)
 		return res, fmt.Errorf("switch root: move %s to /: %w", newRoot, err)
 	}
 	if err := unix.Chroot("."); err != nil {
@@ -102,34 +105,53 @@ func SwitchRoot(newRoot string) (SwitchResult, error) {
 	if err := unix.Chdir("/"); err != nil {
 		return res, fmt.Errorf("switch root: chdir /: %w", err)
 	}
+	if initramfs {
+		freeAt(oldRoot, uint64(rootSt.Dev), &res)
+	}
 	return res, nil
 }
 
-// freeTree deletes everything below dir that is on device dev, leaving
-// mount points (keep) and anything on another filesystem alone. Errors are
-// not fatal: what cannot be deleted only keeps its memory.
-func freeTree(dir string, dev uint64, keep map[string]bool, res *SwitchResult) {
-	entries, err := os.ReadDir(dir)
+// moveBack returns the mounts moved below newRoot to where they were.
+func moveBack(newRoot string, moved []string) {
+	for _, mp := range moved {
+		_ = unix.Mount(filepath.Join(newRoot, mp), mp, "", unix.MS_MOVE, "")
+	}
+}
+
+// freeAt deletes everything in the directory dirfd that is on device dev,
+// leaving anything on another filesystem (a mount point) alone, as
+// util-linux's switch_root does. Errors are not fatal: what cannot be
+// deleted only keeps its memory.
+func freeAt(dirfd int, dev uint64, res *SwitchResult) {
+	// A duplicate descriptor: os.File closes what it is given.
+	fd, err := unix.Dup(dirfd)
 	if err != nil {
 		return
 	}
-	for _, e := range entries {
-		p := filepath.Join(dir, e.Name())
-		if keep[p] {
-			continue
-		}
+	dir := os.NewFile(uintptr(fd), "initramfs")
+	names, err := dir.Readdirnames(-1)
+	dir.Close()
+	if err != nil {
+		return
+	}
+	for _, name := range names {
 		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil || uint64(st.Dev) != dev {
+		if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || uint64(st.Dev) != dev {
 			continue
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			freeTree(p, dev, keep, res)
-			if err := unix.Rmdir(p); err == nil {
+			sub, err := unix.Openat(dirfd, name, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				continue
+			}
+			freeAt(sub, dev, res)
+			unix.Close(sub)
+			if unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR) == nil {
 				res.Removed++
 			}
 			continue
 		}
-		if err := unix.Unlink(p); err == nil {
+		if unix.Unlinkat(dirfd, name, 0) == nil {
 			res.Removed++
 			if st.Mode&unix.S_IFMT == unix.S_IFREG {
 				res.Freed += st.Size

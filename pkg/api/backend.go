@@ -37,11 +37,13 @@ type Containers interface {
 	// Logs returns the container's log lines selected by opts. The server
 	// closes the stream when the client is gone or the stream ended.
 	Logs(ctx context.Context, name string, opts LogOptions) (Stream[LogEntry], error)
-	// Exec starts a process in a running container (ErrConflict if it
-	// does not run; ErrInvalid for options the runtime refuses). The
-	// process lives until it exits or the session's Close; ctx ends with
-	// the session. The server calls Close when done.
-	Exec(ctx context.Context, name string, opts ExecOptions) (ExecSession, error)
+	// Exec starts a process in a running container with stdio as its
+	// streams and returns once it runs (ErrConflict if the container does
+	// not run; ErrInvalid for options the runtime refuses; an error also
+	// when the program cannot be started). The process lives until it
+	// exits or the session's Close; ctx ends with the session. The server
+	// calls Close when done.
+	Exec(ctx context.Context, name string, opts ExecOptions, stdio ExecIO) (ExecSession, error)
 	// Events returns the state changes from since on (the ones still
 	// remembered), then new ones as they happen, until the stream is
 	// closed.
@@ -64,32 +66,38 @@ type Stream[T any] interface {
 	Close() error
 }
 
-// ExecSession is one process started by Containers.Exec. The server copies
-// the client's input to Stdin and Stdout and Stderr to the client; once
-// Wait has returned it drains Stdout and Stderr (for a short time: a
-// process the command left behind may hold them open), sends the exit
-// code and calls Close.
+// ExecIO are the streams of a process started by Containers.Exec: the
+// client's connection.
+type ExecIO struct {
+	// Stdin is the client's input, nil without ExecOptions.Stdin (the
+	// process's stdin is then empty). Copy it to the process's stdin (to
+	// the terminal with a TTY) until it ends: without a TTY its io.EOF is
+	// the end of the process's input (close its stdin); with a TTY the
+	// end of input is the terminal's EOF character, sent like any other
+	// key. A Read may block until the server closes the connection after
+	// the session; it must not hold up Wait.
+	Stdin io.Reader
+	// Stdout receives the process's standard output, or all of the
+	// terminal's output with a TTY.
+	Stdout io.Writer
+	// Stderr receives the process's standard error; nil with a TTY.
+	Stderr io.Writer
+}
+
+// ExecSession is one process started by Containers.Exec.
 type ExecSession interface {
-	// Stdin is the process's standard input: the write end of a pipe, or
-	// the terminal's master with a TTY. Nil when ExecOptions.Stdin is
-	// false. The server closes it when the client's input ends, except
-	// with a TTY (where the end of input is the terminal's EOF character,
-	// sent by the client like any other key).
-	Stdin() io.WriteCloser
-	// Stdout is the process's standard output, or the terminal's master
-	// with a TTY. Reading it ends with io.EOF, or with an error such as
-	// EIO from a terminal master, once every writer has gone.
-	Stdout() io.Reader
-	// Stderr is the process's standard error; nil with a TTY.
-	Stderr() io.Reader
 	// Resize sets the terminal's window size (an error without a TTY).
 	Resize(size TermSize) error
-	// Wait blocks until the process has exited and returns its exit code
-	// (128+N when killed by signal N).
+	// Wait blocks until the process has exited and its output has been
+	// written to Stdout and Stderr (nothing is written after Wait
+	// returns; a process it left behind holding the output open may be
+	// given up on after a short time), and returns its exit code (128+N
+	// when killed by signal N). It returns ctx's error when ctx ends
+	// first.
 	Wait(ctx context.Context) (int, error)
-	// Close ends the session: it kills the process if it still runs and
-	// releases the streams, making blocked reads return. The server calls
-	// it once, after Wait returned or when the client is gone.
+	// Close ends the session: it kills the process (and what it started)
+	// if it still runs and releases its terminal. The server calls it
+	// once, after Wait returned or when the client is gone.
 	Close() error
 }
 

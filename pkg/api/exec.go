@@ -110,7 +110,10 @@ func isUpgrade(r *http.Request) bool {
 
 // exec starts a process in a container and turns the connection into its
 // stream: the client's bytes after the 101 answer are the process's input,
-// the server's are frames (see WriteFrame) ending with a FrameExit.
+// the server's are frames (see WriteFrame) ending with a FrameExit. The
+// connection is taken over before the process starts, since the process's
+// streams are the connection's; a failure to start is then answered as an
+// ordinary HTTP error, written by hand.
 func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
 	c, err := s.containers()
 	if err != nil {
@@ -131,134 +134,89 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
 			return Errorf(http.StatusBadRequest, "exec: env[%d]: %q is not KEY=VALUE", i, kv)
 		}
 	}
-	name := r.PathValue("name")
+	defer s.hijack()()
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return fmt.Errorf("exec: take over the connection: %w", err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Time{})
 	// The session outlives the request's context, which net/http cancels
 	// as soon as the hijacked connection's reader sees the end of the
 	// client's input: it lasts until the process ends, the client goes or
 	// the server shuts down.
 	ctx, cancel := context.WithCancel(serveContext(r))
 	defer cancel()
-	sess, err := c.Exec(ctx, name, opts)
-	if err != nil {
-		return err
-	}
-	e := &execEntry{
-		info: ExecInfo{ID: newExecID(), Container: name, Cmd: opts.Cmd, TTY: opts.TTY, Running: true},
-		sess: sess,
-	}
-	defer s.hijack()()
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		sess.Close()
-		return fmt.Errorf("exec: take over the connection: %w", err)
-	}
-	s.execs.add(e)
-	conn.SetDeadline(time.Time{})
-	conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
-	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n%s: %s\r\n\r\n", ExecIDHeader, e.info.ID)
-	if err := brw.Flush(); err != nil {
-		sess.Close()
-		conn.Close()
-		s.execs.end(e, nil, fmt.Errorf("client gone before the process started"))
-		return nil
-	}
 	// Bytes the client sent early are in brw's buffer; the rest is read
 	// from the connection itself, not through net/http's reader.
 	in := io.MultiReader(io.LimitReader(brw.Reader, int64(brw.Reader.Buffered())), conn)
-	s.runExec(ctx, e, opts, conn, in)
+	x := &execConn{
+		s:     s,
+		conn:  conn,
+		in:    in,
+		opts:  opts,
+		fw:    &frameWriter{conn: conn, timeout: s.opts.WriteTimeout, ready: make(chan struct{})},
+		gone:  make(chan struct{}),
+		entry: &execEntry{info: ExecInfo{ID: newExecID(), Container: r.PathValue("name"), Cmd: opts.Cmd, TTY: opts.TTY, Running: true}},
+	}
+	x.run(ctx, c)
 	return nil
 }
 
-// frameWriter writes frames to the client from several goroutines, each
-// write bounded by the write timeout; after a failed write it fails fast.
-type frameWriter struct {
-	mu      sync.Mutex
-	conn    net.Conn
-	timeout time.Duration
-	err     error
+// execConn is one exec session's connection.
+type execConn struct {
+	s     *Server
+	conn  net.Conn
+	in    io.Reader // the client's bytes
+	opts  ExecOptions
+	fw    *frameWriter
+	entry *execEntry
+
+	gone     chan struct{} // closed when the client is gone
+	goneOnce sync.Once
 }
 
-// close makes further writes fail: nothing follows the exit frame.
-func (f *frameWriter) close() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err == nil {
-		f.err = net.ErrClosed
+// clientGone records that the client went away.
+func (x *execConn) clientGone() { x.goneOnce.Do(func() { close(x.gone) }) }
+
+// run starts the process with the connection as its streams, answers 101
+// (or the error), and waits until the process has exited (then sends its
+// exit code) or the client is gone (then closes the session, which kills
+// the process).
+func (x *execConn) run(ctx context.Context, c Containers) {
+	s, e, id := x.s, x.entry, x.entry.info.ID
+	stdio := ExecIO{Stdout: &frameStream{x: x, t: FrameStdout}}
+	if !x.opts.TTY {
+		stdio.Stderr = &frameStream{x: x, t: FrameStderr}
 	}
-}
-
-func (f *frameWriter) write(t FrameType, p []byte) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return f.err
+	if x.opts.Stdin {
+		stdio.Stdin = &clientInput{x: x}
 	}
-	f.conn.SetWriteDeadline(time.Now().Add(f.timeout))
-	f.err = WriteFrame(f.conn, t, p)
-	return f.err
-}
-
-// runExec copies between the client and the session until the process has
-// exited (then sends its exit code) or the client is gone (then closes the
-// session, which kills the process).
-func (s *Server) runExec(ctx context.Context, e *execEntry, opts ExecOptions, conn net.Conn, in io.Reader) {
-	sess := e.sess
-	id := e.info.ID
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	gone := make(chan struct{}) // closed when the client is gone
-	var goneOnce sync.Once
-	clientGone := func() { goneOnce.Do(func() { close(gone) }) }
-	fw := &frameWriter{conn: conn, timeout: s.opts.WriteTimeout}
-
-	var outputs sync.WaitGroup
-	copyOut := func(r io.Reader, t FrameType) {
-		if r == nil {
-			return
+	sess, err := c.Exec(ctx, e.info.Container, x.opts, stdio)
+	if err != nil {
+		x.fw.fail()
+		if ctx.Err() == nil && StatusOf(err) >= 500 {
+			s.log.Warn(fmt.Sprintf("control socket: exec in %s: %v", e.info.Container, err))
 		}
-		outputs.Add(1)
-		safe.Go(s.log, "exec "+id+": output", func() {
-			defer outputs.Done()
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := r.Read(buf)
-				if n > 0 && fw.write(t, buf[:n]) != nil {
-					clientGone()
-					return
-				}
-				if err != nil {
-					return
-				}
-			}
+		x.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		writeRawError(x.conn, err)
+		return
+	}
+	e.sess = sess
+	s.execs.add(e)
+	x.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+	_, err = fmt.Fprintf(x.conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n%s: %s\r\n\r\n", ExecIDHeader, id)
+	if err != nil {
+		x.clientGone()
+	}
+	x.fw.open()
+	if !x.opts.Stdin {
+		// Nobody else reads the connection: its end is the client's.
+		safe.Go(s.log, "exec "+id+": watch the client", func() {
+			io.Copy(io.Discard, x.in)
+			x.clientGone()
 		})
 	}
-	copyOut(sess.Stdout(), FrameStdout)
-	copyOut(sess.Stderr(), FrameStderr)
-
-	// The client's input. Its end is the end of the process's input when
-	// the client sends input without a terminal (a half-closed
-	// connection); otherwise it is the client going away.
-	stdin := sess.Stdin()
-	safe.Go(s.log, "exec "+id+": input", func() {
-		var err error
-		if stdin != nil {
-			_, err = io.Copy(stdin, in)
-		} else {
-			_, err = io.Copy(io.Discard, in)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if stdin != nil && !opts.TTY && err == nil {
-			stdin.Close()
-			return
-		}
-		if err == nil || isConnError(err) {
-			clientGone()
-		}
-		// Otherwise the process stopped reading its input (it closed
-		// it or exited); its output and exit still go to the client.
-	})
 
 	type result struct {
 		code int
@@ -269,72 +227,130 @@ func (s *Server) runExec(ctx context.Context, e *execEntry, opts ExecOptions, co
 		code, err := sess.Wait(ctx)
 		waited <- result{code, err}
 	})
-
-	var res result
-	select {
-	case res = <-waited:
-		// The output that is still on its way, for a short time.
-		select {
-		case <-s.waitGroupDone(&outputs):
-		case <-time.After(execDrain):
-		case <-gone:
-		}
+	record := func(r result, why error) {
 		var code *int
-		if res.err == nil {
-			code = &res.code
+		if r.err == nil {
+			code = &r.code
 		}
-		s.execs.end(e, code, res.err)
-		if data, err := json.Marshal(e.snapshot()); err == nil {
-			fw.write(FrameExit, data)
+		if why == nil {
+			why = r.err
 		}
-	case <-gone:
-		res.err = errors.New("the client went away")
-	case <-ctx.Done():
-		res.err = errors.New("the control socket is shutting down")
+		s.execs.end(e, code, why)
 	}
-	fw.close()
-	if err := sess.Close(); err != nil {
-		s.log.Warn(fmt.Sprintf("exec %s in %s: close: %v", id, e.info.Container, err))
-	}
-	conn.Close()
-	if e.snapshot().Running {
-		// Close killed the process: wait briefly to record how it ended.
-		select {
-		case r := <-waited:
-			var code *int
-			if r.err == nil {
-				code = &r.code
-			}
-			s.execs.end(e, code, res.err)
-		case <-time.After(execDrain):
-			s.execs.end(e, nil, res.err)
-		}
-	}
-	cancel()
-	// The copiers end once Close has released the streams; one that an
-	// implementation leaves blocked is not waited for forever.
 	select {
-	case <-s.waitGroupDone(&outputs):
+	case r := <-waited:
+		record(r, nil)
+		if data, err := json.Marshal(e.snapshot()); err == nil {
+			x.fw.write(FrameExit, data)
+		}
+		x.fw.fail()
+		x.closeSession(sess)
+		return
+	case <-x.gone:
+		err = errors.New("the client went away")
+	case <-ctx.Done():
+		err = errors.New("the control socket is shutting down")
+	}
+	x.fw.fail()
+	x.closeSession(sess)
+	// Close killed the process: wait briefly to record how it ended.
+	select {
+	case r := <-waited:
+		record(r, err)
 	case <-time.After(execDrain):
-		s.log.Warn(fmt.Sprintf("exec %s in %s: output still blocked after close", id, e.info.Container))
+		record(result{err: err}, err)
 	}
 }
 
-// waitGroupDone returns a channel closed once wg's count is zero.
-func (s *Server) waitGroupDone(wg *sync.WaitGroup) <-chan struct{} {
-	ch := make(chan struct{})
-	safe.Go(s.log, "exec: wait for output", func() {
-		wg.Wait()
-		close(ch)
-	})
-	return ch
+func (x *execConn) closeSession(sess ExecSession) {
+	if err := sess.Close(); err != nil {
+		x.s.log.Warn(fmt.Sprintf("exec %s in %s: close: %v", x.entry.info.ID, x.entry.info.Container, err))
+	}
+	// Ends a Read of the client's input that the runtime still has.
+	x.conn.Close()
 }
 
-// isConnError reports whether err is the connection failing (as opposed
-// to the process's input refusing the bytes).
-func isConnError(err error) bool {
-	var ne *net.OpError
-	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed)
+// writeRawError answers err on a taken-over connection as the server
+// would have.
+func writeRawError(w io.Writer, err error) {
+	status := StatusOf(err)
+	body, _ := json.Marshal(Message{Message: err.Error()})
+	body = append(body, '\n')
+	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		status, http.StatusText(status), len(body), body)
+}
+
+// frameStream is the process's stdout or stderr: each write is sent as
+// frames. A failed write means the client is gone.
+type frameStream struct {
+	x *execConn
+	t FrameType
+}
+
+func (f *frameStream) Write(p []byte) (int, error) {
+	for done := 0; done < len(p); {
+		n := min(len(p)-done, 32<<10)
+		if err := f.x.fw.write(f.t, p[done:done+n]); err != nil {
+			f.x.clientGone()
+			return done, err
+		}
+		done += n
+	}
+	return len(p), nil
+}
+
+// clientInput is the process's stdin: the client's bytes. Its end is the
+// end of the process's input when the process has no terminal (the client
+// half-closed the connection); with a terminal, or on a failed read, it
+// is the client going away.
+type clientInput struct {
+	x *execConn
+}
+
+func (c *clientInput) Read(p []byte) (int, error) {
+	n, err := c.x.in.Read(p)
+	if err != nil && (err != io.EOF || c.x.opts.TTY) {
+		c.x.clientGone()
+	}
+	return n, err
+}
+
+// frameWriter writes frames to the client from several goroutines, each
+// write bounded by the write timeout. Writes wait until open (the 101
+// answer is out) and fail after fail or a failed write.
+type frameWriter struct {
+	mu      sync.Mutex
+	conn    net.Conn
+	timeout time.Duration
+	ready   chan struct{} // closed by open or fail
+	once    sync.Once
+	err     error
+}
+
+// open lets writes through.
+func (f *frameWriter) open() { f.once.Do(func() { close(f.ready) }) }
+
+// fail makes further writes fail: nothing follows the exit frame, and
+// nothing precedes the answer.
+func (f *frameWriter) fail() {
+	f.mu.Lock()
+	if f.err == nil {
+		f.err = net.ErrClosed
+	}
+	f.mu.Unlock()
+	f.open()
+}
+
+func (f *frameWriter) write(t FrameType, p []byte) error {
+	<-f.ready
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	f.conn.SetWriteDeadline(time.Now().Add(f.timeout))
+	f.err = WriteFrame(f.conn, t, p)
+	return f.err
 }
 
 func (s *Server) execInspect(w http.ResponseWriter, r *http.Request) error {

@@ -262,7 +262,7 @@ func TestExecTTY(t *testing.T) {
 	ts := apitest.Start(t, api.Options{})
 	ctx := context.Background()
 	inR, inW := io.Pipe()
-	out := &syncBuffer{}
+	out := &apitest.Buffer{}
 	resize := make(chan api.TermSize, 1)
 	type result struct {
 		code int
@@ -556,22 +556,4 @@ func parentDir(p string) string {
 		return "/"
 	}
 	return p[:i]
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and other readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

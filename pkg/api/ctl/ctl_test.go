@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/photon-init/photon-init/pkg/api"
 	"github.com/photon-init/photon-init/pkg/api/ctl"
 	"github.com/photon-init/photon-init/pkg/api/internal/apitest"
+	"github.com/photon-init/photon-init/pkg/api/internal/tty"
 )
 
 // envAsPhotonctl makes the test binary run photonctl with its arguments
@@ -194,7 +194,7 @@ func TestLogs(t *testing.T) {
 	// -f: the new lines, until interrupted (exit 0).
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan result, 1)
-	out := &syncWriter{}
+	out := &apitest.Buffer{}
 	go func() {
 		code := ctl.Run(ctx, ctl.Env{Stdout: out, Stderr: io.Discard, Getenv: func(string) string { return ts.Path }}, []string{"logs", "-f", "--tail", "0", "web"})
 		done <- result{code: code}
@@ -256,13 +256,13 @@ func TestExec(t *testing.T) {
 // does the line editing), passes its size, and restores it afterwards.
 func TestExecTerminal(t *testing.T) {
 	ts := apitest.Start(t, api.Options{})
-	master, slave, err := apitest.OpenPTY()
+	master, slave, err := tty.OpenPTY()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer master.Close()
 	defer slave.Close()
-	if err := apitest.SetWinsize(slave, api.TermSize{Height: 33, Width: 77}); err != nil {
+	if err := tty.SetSize(slave, api.TermSize{Height: 33, Width: 77}); err != nil {
 		t.Fatal(err)
 	}
 	before := termios(t, slave)
@@ -270,7 +270,7 @@ func TestExecTerminal(t *testing.T) {
 		t.Fatal("a new terminal is not in canonical mode")
 	}
 	// What photonctl writes to the terminal.
-	screen := &syncWriter{}
+	screen := &apitest.Buffer{}
 	go io.Copy(screen, master)
 
 	done := make(chan int, 1)
@@ -302,12 +302,7 @@ func TestExecTerminal(t *testing.T) {
 
 func termios(t *testing.T, f *os.File) unix.Termios {
 	t.Helper()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tio *unix.Termios
-	rc.Control(func(fd uintptr) { tio, err = unix.IoctlGetTermios(int(fd), unix.TCGETS) })
+	tio, err := tty.Termios(f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +313,7 @@ func TestEvents(t *testing.T) {
 	ts := apitest.Start(t, api.Options{})
 	ts.Client.Stop(context.Background(), "web", api.StopOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncWriter{}
+	out := &apitest.Buffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- ctl.Run(ctx, ctl.Env{Stdout: out, Getenv: func(string) string { return ts.Path }}, []string{"events", "--since", "2000-01-01T00:00:00Z"})
@@ -333,7 +328,7 @@ func TestEvents(t *testing.T) {
 
 	// -o json: one object a line.
 	ctx, cancel = context.WithCancel(context.Background())
-	out = &syncWriter{}
+	out = &apitest.Buffer{}
 	go func() {
 		done <- ctl.Run(ctx, ctl.Env{Stdout: out, Getenv: func(string) string { return ts.Path }}, []string{"events", "-o", "json", "--since", "1h"})
 	}()
@@ -462,22 +457,4 @@ func TestCompletion(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncWriter is a buffer for one writer and other readers.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }

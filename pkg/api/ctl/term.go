@@ -10,12 +10,10 @@ import (
 
 	"github.com/photon-init/photon-init/internal/safe"
 	"github.com/photon-init/photon-init/pkg/api"
+	"github.com/photon-init/photon-init/pkg/api/internal/tty"
 )
 
-// terminal is the user's terminal for exec -t. Its ioctls go through
-// SyscallConn rather than File.Fd (which x/term and containerd/console
-// use): Fd turns a polled file blocking, and the built-in shell hands in a
-// console whose reads it interrupts with deadlines.
+// terminal is the user's terminal for exec -t.
 type terminal struct {
 	in    *os.File // the input terminal, nil if input is not one
 	sized *os.File // the terminal to take the size of
@@ -23,82 +21,30 @@ type terminal struct {
 
 // openTerminal finds the terminals among stdin and stdout; nil if neither
 // is one.
-func openTerminal(stdin io.Reader, stdout io.Writer) (*terminal, error) {
+func openTerminal(stdin io.Reader, stdout io.Writer) *terminal {
 	t := &terminal{}
-	if f, ok := stdin.(*os.File); ok && isTerminal(f) {
+	if f, ok := stdin.(*os.File); ok && tty.IsTerminal(f) {
 		t.in, t.sized = f, f
 	}
-	if f, ok := stdout.(*os.File); ok && t.sized == nil && isTerminal(f) {
+	if f, ok := stdout.(*os.File); ok && t.sized == nil && tty.IsTerminal(f) {
 		t.sized = f
 	}
 	if t.sized == nil {
-		return nil, nil
+		return nil
 	}
-	return t, nil
-}
-
-func control(f *os.File, fn func(fd int) error) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
-}
-
-func isTerminal(f *os.File) bool {
-	return control(f, func(fd int) error {
-		_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-		return err
-	}) == nil
+	return t
 }
 
 // size returns the terminal's size.
-func (t *terminal) size() (api.TermSize, error) {
-	var ws *unix.Winsize
-	err := control(t.sized, func(fd int) error {
-		var err error
-		ws, err = unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ)
-		return err
-	})
-	if err != nil {
-		return api.TermSize{}, err
-	}
-	return api.TermSize{Height: ws.Row, Width: ws.Col}, nil
-}
+func (t *terminal) size() (api.TermSize, error) { return tty.Size(t.sized) }
 
-// makeRaw puts the input terminal in raw mode (as cfmakeraw) and returns
-// the function that restores it; without an input terminal it does
-// nothing.
+// makeRaw puts the input terminal in raw mode and returns the function
+// that restores it; without an input terminal it does nothing.
 func (t *terminal) makeRaw() (restore func(), err error) {
 	if t.in == nil {
 		return func() {}, nil
 	}
-	var old unix.Termios
-	err = control(t.in, func(fd int) error {
-		tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-		if err != nil {
-			return err
-		}
-		old = *tio
-		tio.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-		tio.Oflag &^= unix.OPOST
-		tio.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-		tio.Cflag &^= unix.CSIZE | unix.PARENB
-		tio.Cflag |= unix.CS8
-		tio.Cc[unix.VMIN] = 1
-		tio.Cc[unix.VTIME] = 0
-		return unix.IoctlSetTermios(fd, unix.TCSETS, tio)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return func() {
-		control(t.in, func(fd int) error { return unix.IoctlSetTermios(fd, unix.TCSETS, &old) })
-	}, nil
+	return tty.MakeRaw(t.in)
 }
 
 // watchResize sends the terminal's size at every SIGWINCH until stop is

@@ -319,11 +319,7 @@ func setupExec(fs *pflag.FlagSet, c *cmd) func(context.Context, []string) error 
 			stdio.Stdin = c.env.Stdin
 		}
 		if *tty {
-			term, err := openTerminal(c.env.Stdin, c.env.Stdout)
-			if err != nil {
-				return &exitError{code: ExitExecFailed, err: err}
-			}
-			if term != nil {
+			if term := openTerminal(c.env.Stdin, c.env.Stdout); term != nil {
 				if size, err := term.size(); err == nil {
 					opts.Size = size
 				}

@@ -6,6 +6,7 @@ package apitest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/photon-init/photon-init/pkg/api"
+	"github.com/photon-init/photon-init/pkg/api/internal/tty"
 	"github.com/photon-init/photon-init/pkg/boot/timeline"
 )
 
@@ -305,15 +307,17 @@ func (f *Containers) Events(ctx context.Context, since time.Time) (api.Stream[ap
 
 // Exec starts a fake process. Its command picks the behaviour:
 //
-//	echo        (pipes) every input line back as "out: LINE" on stdout and
+//	echo        every input line back as "out: LINE" on stdout and
 //	            "err: LINE" on stderr; at the end of input "bye" and exit
 //	            with the number of lines
-//	sleep       (pipes) nothing until closed
-//	flood       (pipes) output without end until closed
+//	sleep       nothing until closed
+//	flood       output without end until closed
 //	shell       (TTY) a line-oriented program on a real pseudo-terminal:
 //	            "size" answers "size ROWSxCOLS", "exit N" exits with N,
 //	            anything else "you said: LINE"
-func (f *Containers) Exec(ctx context.Context, name string, opts api.ExecOptions) (api.ExecSession, error) {
+//
+// A program killed by Close exits 137.
+func (f *Containers) Exec(ctx context.Context, name string, opts api.ExecOptions, stdio api.ExecIO) (api.ExecSession, error) {
 	f.mu.Lock()
 	c, err := f.get(name)
 	f.mu.Unlock()
@@ -323,17 +327,16 @@ func (f *Containers) Exec(ctx context.Context, name string, opts api.ExecOptions
 	if c.State != "running" {
 		return nil, api.Errorf(http.StatusConflict, "container %s is not running", name)
 	}
-	var e *Exec
+	e := &Exec{exited: make(chan struct{}), closed: make(chan struct{})}
 	switch opts.Cmd[0] {
 	case "echo", "sleep", "flood":
-		e, err = newPipeExec(opts)
+		e.startPipes(opts, stdio)
 	case "shell":
-		e, err = newTTYExec(opts)
+		if err := e.startTTY(opts, stdio); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, api.Errorf(http.StatusBadRequest, "exec: %s: no such program", opts.Cmd[0])
-	}
-	if err != nil {
-		return nil, err
 	}
 	f.execsOpen.Add(1)
 	e.onClose = func() { f.execsOpen.Add(-1) }
@@ -346,120 +349,99 @@ func (f *Containers) Exec(ctx context.Context, name string, opts api.ExecOptions
 
 // Exec is an exec session whose process is a goroutine.
 type Exec struct {
-	stdin          io.WriteCloser
-	stdout, stderr io.Reader
-	master         *os.File // TTY only
-	closers        []io.Closer
-	exited         chan struct{}
-	code           int
-	once           sync.Once
-	onClose        func()
-	closed         chan struct{}
+	mu       sync.Mutex // guards output against writes after the exit
+	exited   chan struct{}
+	exitOnce sync.Once
+	code     int
+	master   *os.File // TTY only
+	closers  []io.Closer
+	outDone  chan struct{} // TTY: the terminal's output is copied
+	once     sync.Once
+	onClose  func()
+	closed   chan struct{}
 }
 
-// Stdin is the process's input (nil without ExecOptions.Stdin).
-func (e *Exec) Stdin() io.WriteCloser { return e.stdin }
-
-// Stdout is the process's output (the terminal's master with a TTY).
-func (e *Exec) Stdout() io.Reader { return e.stdout }
-
-// Stderr is the process's error output (nil with a TTY).
-func (e *Exec) Stderr() io.Reader { return e.stderr }
-
-// Resize sets the terminal's size.
-func (e *Exec) Resize(size api.TermSize) error {
-	if e.master == nil {
-		return fmt.Errorf("no terminal")
-	}
-	return SetWinsize(e.master, size)
+// exit ends the process with code (the first exit wins).
+func (e *Exec) exit(code int) {
+	e.exitOnce.Do(func() {
+		e.mu.Lock()
+		e.code = code
+		close(e.exited)
+		e.mu.Unlock()
+	})
 }
 
-// Wait waits for the process's exit code.
-func (e *Exec) Wait(ctx context.Context) (int, error) {
+// out writes to w unless the process has exited.
+func (e *Exec) out(w io.Writer, text string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	select {
 	case <-e.exited:
-		return e.code, nil
-	case <-ctx.Done():
-		return -1, ctx.Err()
+		return os.ErrClosed
+	default:
 	}
+	if w == nil {
+		return nil
+	}
+	_, err := io.WriteString(w, text)
+	return err
 }
 
-// Close ends the process and closes its streams.
-func (e *Exec) Close() error {
-	e.once.Do(func() {
-		close(e.closed)
-		for _, c := range e.closers {
-			c.Close()
-		}
-		e.onClose()
-	})
-	return nil
-}
-
-func newPipeExec(opts api.ExecOptions) (*Exec, error) {
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	outR, outW, _ := os.Pipe()
-	errR, errW, _ := os.Pipe()
-	e := &Exec{stdout: outR, stderr: errR, exited: make(chan struct{}), closed: make(chan struct{})}
-	e.closers = []io.Closer{inR, inW, outR, outW, errR, errW}
-	if opts.Stdin {
-		e.stdin = inW
-	} else {
-		inW.Close()
-	}
-	exit := func(code int) {
-		e.code = code
-		outW.Close()
-		errW.Close()
-		close(e.exited)
-	}
+func (e *Exec) startPipes(opts api.ExecOptions, stdio api.ExecIO) {
 	switch opts.Cmd[0] {
 	case "echo":
 		go func() {
-			sc := bufio.NewScanner(inR)
+			in := stdio.Stdin
+			if in == nil {
+				in = strings.NewReader("")
+			}
+			sc := bufio.NewScanner(in)
 			n := 0
 			for sc.Scan() {
 				n++
-				fmt.Fprintf(outW, "out: %s\n", sc.Text())
-				fmt.Fprintf(errW, "err: %s\n", sc.Text())
+				if e.out(stdio.Stdout, "out: "+sc.Text()+"\n") != nil || e.out(stdio.Stderr, "err: "+sc.Text()+"\n") != nil {
+					return
+				}
 			}
-			fmt.Fprintln(outW, "bye")
-			exit(n)
+			e.out(stdio.Stdout, "bye\n")
+			e.exit(n)
 		}()
 	case "sleep":
 		go func() {
 			<-e.closed
-			exit(137)
 		}()
 	case "flood":
 		go func() {
-			line := []byte(strings.Repeat("x", 1023) + "\n")
-			for {
-				if _, err := outW.Write(line); err != nil {
-					break
-				}
+			line := strings.Repeat("x", 1023) + "\n"
+			for e.out(stdio.Stdout, line) == nil {
 			}
-			exit(137)
 		}()
 	}
-	return e, nil
 }
 
-func newTTYExec(opts api.ExecOptions) (*Exec, error) {
-	master, slave, err := OpenPTY()
+func (e *Exec) startTTY(opts api.ExecOptions, stdio api.ExecIO) error {
+	master, slave, err := tty.OpenPTY()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if opts.Size != (api.TermSize{}) {
-		if err := SetWinsize(master, opts.Size); err != nil {
-			return nil, err
+		if err := tty.SetSize(master, opts.Size); err != nil {
+			return err
 		}
 	}
-	e := &Exec{stdin: master, stdout: master, master: master, exited: make(chan struct{}), closed: make(chan struct{})}
+	e.master = master
 	e.closers = []io.Closer{master, slave}
+	// The runtime's side: the client's input to the terminal, the
+	// terminal's output to the client.
+	if stdio.Stdin != nil {
+		go io.Copy(master, stdio.Stdin)
+	}
+	e.outDone = make(chan struct{})
+	go func() {
+		defer close(e.outDone)
+		io.Copy(stdio.Stdout, master)
+	}()
+	// The process.
 	go func() {
 		code := 0
 		sc := bufio.NewScanner(slave)
@@ -471,7 +453,7 @@ func newTTYExec(opts api.ExecOptions) (*Exec, error) {
 				break
 			}
 			if line == "size" {
-				ws, err := GetWinsize(slave)
+				ws, err := tty.Size(slave)
 				if err != nil {
 					fmt.Fprintf(slave, "size: %v\n", err)
 				} else {
@@ -482,74 +464,69 @@ func newTTYExec(opts api.ExecOptions) (*Exec, error) {
 			}
 			fmt.Fprint(slave, "$ ")
 		}
-		// The process's end closes its side of the terminal.
+		// The process's end closes its side of the terminal: the master
+		// reads the rest of the output, then EIO.
 		slave.Close()
-		e.code = code
-		close(e.exited)
+		e.exit(code)
 	}()
-	return e, nil
+	return nil
 }
 
-// OpenPTY opens a pseudo-terminal pair. The ioctls go through SyscallConn
-// (not Fd, which would make the files blocking and Close unable to end a
-// blocked Read).
-func OpenPTY() (master, slave *os.File, err error) {
-	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		return nil, nil, err
+// Resize sets the terminal's size.
+func (e *Exec) Resize(size api.TermSize) error {
+	if e.master == nil {
+		return fmt.Errorf("no terminal")
 	}
-	var n int
-	err = control(master, func(fd int) error {
-		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-			return err
+	return tty.SetSize(e.master, size)
+}
+
+// Wait waits for the process's exit code and, with a TTY, its output.
+func (e *Exec) Wait(ctx context.Context) (int, error) {
+	select {
+	case <-e.exited:
+	case <-ctx.Done():
+		return -1, ctx.Err()
+	}
+	if e.outDone != nil {
+		select {
+		case <-e.outDone:
+		case <-time.After(2 * time.Second):
 		}
-		var err error
-		n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
-		return err
-	})
-	if err != nil {
-		master.Close()
-		return nil, nil, fmt.Errorf("pty: %w", err)
 	}
-	slave, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		master.Close()
-		return nil, nil, err
-	}
-	return master, slave, nil
+	return e.code, nil
 }
 
-func control(f *os.File, fn func(fd int) error) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
+// Close kills the process (exit 137) and closes its terminal.
+func (e *Exec) Close() error {
+	e.once.Do(func() {
+		close(e.closed)
+		e.exit(137)
+		for _, c := range e.closers {
+			c.Close()
+		}
+		e.onClose()
+	})
+	return nil
 }
 
-// SetWinsize sets a terminal's size.
-func SetWinsize(f *os.File, size api.TermSize) error {
-	return control(f, func(fd int) error {
-		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: size.Height, Col: size.Width})
-	})
+// Buffer is a bytes.Buffer for one writer and other readers.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
-// GetWinsize returns a terminal's size.
-func GetWinsize(f *os.File) (api.TermSize, error) {
-	var ws *unix.Winsize
-	err := control(f, func(fd int) error {
-		var err error
-		ws, err = unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ)
-		return err
-	})
-	if err != nil {
-		return api.TermSize{}, err
-	}
-	return api.TermSize{Height: ws.Row, Width: ws.Col}, nil
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // Machine implements api.Machine, recording power requests.

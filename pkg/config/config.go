@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/docker/go-units"
 	"gopkg.in/yaml.v3"
 )
 
@@ -71,6 +72,47 @@ const DefaultAuthFile = "/etc/photon/auth.json"
 type Containers struct {
 	// Dir holds the manifests; the default is DefaultContainersDir.
 	Dir string `yaml:"dir"`
+	// Logs holds the defaults of the containers' logs.
+	Logs ContainerLogs `yaml:"logs"`
+}
+
+// ContainerLogs holds the defaults of every container's log: the rotation
+// of /var/log/photon/NAME.log (a manifest's logging section overrides
+// max_size and max_files for its container) and the rate of its lines on
+// the console. A field left out (zero) means photon-init's default, given
+// in brackets.
+type ContainerLogs struct {
+	// MaxSize is the size at which a log file is rotated [10m]; at least
+	// 4k.
+	MaxSize ByteSize `yaml:"max_size"`
+	// MaxFiles is the number of rotated files kept, NAME.log.1 ... [3];
+	// 1 to 1000.
+	MaxFiles int `yaml:"max_files"`
+	// ConsoleLinesPerSecond is the average number of a container's lines
+	// shown on the console each second; the others are counted and the
+	// count shown [50]; 1 to 100000.
+	ConsoleLinesPerSecond int `yaml:"console_lines_per_second"`
+	// ConsoleBurst is the most lines of a container shown at once [200];
+	// 1 to 100000.
+	ConsoleBurst int `yaml:"console_burst"`
+}
+
+// ByteSize is a size in bytes, written as a number of bytes or with a
+// binary unit as Compose takes sizes: "10m", "512k", "1g", "64mb" and
+// "1GiB" all count in 1024s, whatever the case.
+type ByteSize int64
+
+// UnmarshalYAML parses a size.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: expected a size, found a %s", n.Line, kindName(n.Kind))}}
+	}
+	v, err := units.RAMInBytes(strings.TrimSpace(n.Value))
+	if err != nil || v < 0 {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a size (such as 10m, 512k, 1g or a number of bytes)", n.Line, n.Value)}}
+	}
+	*b = ByteSize(v)
+	return nil
 }
 
 // DefaultContainersDir is where container manifests live.

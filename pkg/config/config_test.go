@@ -35,6 +35,11 @@ registries:
   auth_file: /etc/photon/auth.json
 containers:
   dir: /etc/photon/containers
+  logs:
+    max_size: 10m
+    max_files: 3
+    console_lines_per_second: 50
+    console_burst: 200
 `,
 			check: func(t *testing.T, c *Config) {
 				if c.Hostname != "web-1.example" || len(c.Modules) != 2 || c.Sysctl["net.ipv4.ip_forward"] != "1" ||
@@ -42,8 +47,42 @@ containers:
 					len(c.Registries.Insecure) != 3 || c.Registries.AuthFile != DefaultAuthFile || c.Containers.Dir != DefaultContainersDir {
 					t.Errorf("decoded %+v", c)
 				}
+				want := ContainerLogs{MaxSize: 10 << 20, MaxFiles: 3, ConsoleLinesPerSecond: 50, ConsoleBurst: 200}
+				if c.Containers.Logs != want {
+					t.Errorf("containers.logs = %+v, want %+v", c.Containers.Logs, want)
+				}
 			},
 		},
+		{
+			name: "container log sizes",
+			text: "containers:\n  logs: {max_size: 4096}\n",
+			check: func(t *testing.T, c *Config) {
+				if c.Containers.Logs != (ContainerLogs{MaxSize: 4096}) {
+					t.Errorf("containers.logs = %+v", c.Containers.Logs)
+				}
+			},
+		},
+		{
+			name: "container log size units",
+			text: "containers:\n  logs:\n    max_size: 1GiB\n",
+			check: func(t *testing.T, c *Config) {
+				if c.Containers.Logs.MaxSize != 1<<30 {
+					t.Errorf("max_size = %d", c.Containers.Logs.MaxSize)
+				}
+			},
+		},
+		{name: "log size not a size", text: "containers:\n  logs:\n    max_size: ten megs\n", wantErr: `init.yaml:3: "ten megs" is not a size`},
+		{name: "log size a list", text: "containers:\n  logs:\n    max_size: [1]\n", wantErr: "init.yaml:3: expected a size, found a list"},
+		{name: "log size too small", text: "containers:\n  logs:\n    max_size: 1k\n", wantErr: "init.yaml:3: containers.logs.max_size: 1024 bytes is not a log file size (4k to 1t)"},
+		{name: "log size zero", text: "containers:\n  logs:\n    max_size: 0\n", wantErr: "init.yaml:3: containers.logs.max_size: 0 bytes"},
+		{name: "log size negative", text: "containers:\n  logs:\n    max_size: -5m\n", wantErr: `init.yaml:3: "-5m" is not a size`},
+		{name: "log files zero", text: "containers:\n  logs:\n    max_size: 1m\n    max_files: 0\n", wantErr: "init.yaml:4: containers.logs.max_files: 0 is not a number of files (1 to 1000)"},
+		{name: "log files too many", text: "containers:\n  logs:\n    max_files: 1001\n", wantErr: "init.yaml:3: containers.logs.max_files: 1001"},
+		{name: "log files not a number", text: "containers:\n  logs:\n    max_files: three\n", wantErr: "init.yaml:3: cannot unmarshal !!str `three` into int"},
+		{name: "console rate zero", text: "containers:\n  logs:\n    console_lines_per_second: 0\n", wantErr: "init.yaml:3: containers.logs.console_lines_per_second: 0 is not a number of lines a second (1 to 100000)"},
+		{name: "console burst negative", text: "containers:\n  logs:\n\n    console_burst: -1\n", wantErr: "init.yaml:4: containers.logs.console_burst: -1 is not a number of lines (1 to 100000)"},
+		{name: "unknown log field", text: "containers:\n  logs:\n    max_age: 3d\n", wantErr: "init.yaml:3: field max_age not found in type config.ContainerLogs"},
+		{name: "log errors in line order", text: "containers:\n  logs:\n    max_files: 0\n    max_size: 1\n", wantErr: "init.yaml:3: containers.logs.max_files: 0 is not a number of files (1 to 1000)\n/etc/photon/init.yaml:4: containers.logs.max_size: 1 bytes"},
 		{name: "unknown field", text: "hostname: a\nmodules: []\nhostnme: b\n", wantErr: "init.yaml:3: field hostnme not found"},
 		{name: "wrong type", text: "modules: virtio_net\n", wantErr: "init.yaml:1: cannot unmarshal !!str `virtio_net` into []string"},
 		{name: "syntax", text: "hostname: a\n  bad: [\n", wantErr: "init.yaml:2:"},

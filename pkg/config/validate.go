@@ -147,6 +147,7 @@ func (c *Config) validate(name string, root *yaml.Node) Errors {
 	if d := c.Containers.Dir; d != "" && !strings.HasPrefix(d, "/") {
 		add(lineOf(root, "containers", "dir"), "containers.dir: %q is not an absolute path", d)
 	}
+	c.Containers.Logs.validate(root, add)
 	c.Network.validate(root, add)
 	c.validateMounts(root, add)
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
@@ -202,4 +203,36 @@ func validRegistryHost(s string) bool {
 		return true
 	}
 	return ValidHostname(host)
+}
+
+// Bounds of containers.logs.
+const (
+	minLogSize     = 4 << 10
+	maxLogSize     = 1 << 40
+	maxLogFiles    = 1000
+	maxConsoleRate = 100000
+)
+
+// validate checks containers.logs; a field that is present must be in its
+// range (0 is only the default when the field is left out).
+func (l ContainerLogs) validate(root *yaml.Node, add func(line int, format string, a ...any)) {
+	at := func(key string) int { return lineOf(root, "containers", "logs", key) }
+	if line := at("max_size"); line > 0 && (l.MaxSize < minLogSize || l.MaxSize > maxLogSize) {
+		add(line, "containers.logs.max_size: %d bytes is not a log file size (4k to 1t)", l.MaxSize)
+	}
+	ints := []struct {
+		key   string
+		v     int
+		max   int
+		means string
+	}{
+		{"max_files", l.MaxFiles, maxLogFiles, "a number of files"},
+		{"console_lines_per_second", l.ConsoleLinesPerSecond, maxConsoleRate, "a number of lines a second"},
+		{"console_burst", l.ConsoleBurst, maxConsoleRate, "a number of lines"},
+	}
+	for _, f := range ints {
+		if line := at(f.key); line > 0 && (f.v < 1 || f.v > f.max) {
+			add(line, "containers.logs.%s: %d is not %s (1 to %d)", f.key, f.v, f.means, f.max)
+		}
+	}
 }

@@ -76,6 +76,9 @@ type Containers struct {
 	Logs ContainerLogs `yaml:"logs"`
 }
 
+// DefaultContainersDir is where container manifests live.
+const DefaultContainersDir = "/etc/photon/containers"
+
 // ContainerLogs holds the defaults of every container's log: the rotation
 // of /var/log/photon/NAME.log (a manifest's logging section overrides
 // max_size and max_files for its container) and the rate of its lines on
@@ -105,18 +108,15 @@ type ByteSize int64
 // UnmarshalYAML parses a size.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: expected a size, found a %s", n.Line, kindName(n.Kind))}}
+		return nodeError(n, "expected a size, found a %s", kindName(n.Kind))
 	}
 	v, err := units.RAMInBytes(strings.TrimSpace(n.Value))
 	if err != nil || v < 0 {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a size (such as 10m, 512k, 1g or a number of bytes)", n.Line, n.Value)}}
+		return nodeError(n, "%q is not a size (such as 10m, 512k, 1g or a number of bytes)", n.Value)
 	}
 	*b = ByteSize(v)
 	return nil
 }
-
-// DefaultContainersDir is where container manifests live.
-const DefaultContainersDir = "/etc/photon/containers"
 
 // Console configures photon-init's console output.
 type Console struct {
@@ -134,10 +134,16 @@ type Scalar string
 // UnmarshalYAML accepts any scalar and rejects sequences and mappings.
 func (s *Scalar) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: expected a scalar value, found a %s", n.Line, kindName(n.Kind))}}
+		return nodeError(n, "expected a scalar value, found a %s", kindName(n.Kind))
 	}
 	*s = Scalar(n.Value)
 	return nil
+}
+
+// nodeError is a decoding error at n's line, in the form yamlErrors reads;
+// decoding goes on to find further errors.
+func nodeError(n *yaml.Node, format string, a ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: ", n.Line) + fmt.Sprintf(format, a...)}}
 }
 
 func kindName(k yaml.Kind) string {

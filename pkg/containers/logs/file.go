@@ -38,6 +38,18 @@ type Rotation struct {
 	MaxFiles int
 }
 
+// Override returns r with the fields that o sets (nonzero): a container's
+// own limits over the machine's defaults.
+func (r Rotation) Override(o Rotation) Rotation {
+	if o.MaxSize != 0 {
+		r.MaxSize = o.MaxSize
+	}
+	if o.MaxFiles != 0 {
+		r.MaxFiles = o.MaxFiles
+	}
+	return r
+}
+
 // withDefaults fills in zero fields.
 func (r Rotation) withDefaults() Rotation {
 	if r.MaxSize == 0 {

@@ -260,3 +260,20 @@ func TestRotationFailureLosesNothing(t *testing.T) {
 		t.Fatalf("last line %d", last)
 	}
 }
+
+func TestRotationOverride(t *testing.T) {
+	machine := Rotation{MaxSize: 1 << 20, MaxFiles: 5}
+	for _, tt := range []struct{ o, want Rotation }{
+		{Rotation{}, machine},
+		{Rotation{MaxSize: 4096}, Rotation{MaxSize: 4096, MaxFiles: 5}},
+		{Rotation{MaxFiles: 1}, Rotation{MaxSize: 1 << 20, MaxFiles: 1}},
+		{Rotation{MaxSize: 8192, MaxFiles: 2}, Rotation{MaxSize: 8192, MaxFiles: 2}},
+	} {
+		if got := machine.Override(tt.o); got != tt.want {
+			t.Errorf("Override(%+v) = %+v, want %+v", tt.o, got, tt.want)
+		}
+	}
+	if got := (Rotation{}).withDefaults(); got != (Rotation{MaxSize: DefaultMaxSize, MaxFiles: DefaultMaxFiles}) {
+		t.Errorf("defaults %+v", got)
+	}
+}

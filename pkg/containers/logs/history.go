@@ -174,23 +174,22 @@ const openAttempts = 50
 // openHistory opens NAME.log and its rotated files, newest first, and
 // checks that no rotation moved them meanwhile (every name still names
 // the file opened under it, no file twice, no later name present after a
-// missing one); otherwise it tries again.
+// missing one); otherwise it tries again. Files left inconsistent for good
+// (a rotation that failed half-way) give, after the last attempt, the
+// newest files up to the first missing name.
 func openHistory(dir, name string) (*history, error) {
 	path := filepath.Join(dir, name+".log")
-	var lastErr error
-	for range openAttempts {
+	for attempt := 1; ; attempt++ {
 		h, ok, err := tryOpenHistory(path)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
+		if ok || attempt == openAttempts {
 			return h, nil
 		}
 		h.Close()
-		lastErr = fmt.Errorf("logs: %s: the files kept moving (rotating) while being opened", path)
 		time.Sleep(time.Millisecond)
 	}
-	return nil, lastErr
 }
 
 func tryOpenHistory(path string) (*history, bool, error) {

@@ -258,3 +258,24 @@ func TestOpenHistoryMidRotation(t *testing.T) {
 		t.Fatalf("%d files after the rotation finished", len(h.files))
 	}
 }
+
+// A rotation that failed half-way for good (NAME.log gone, NAME.log.2
+// there, NAME.log.1 missing) does not make readers fail.
+func TestOpenHistoryBrokenRotation(t *testing.T) {
+	dir := t.TempDir()
+	rec := string(AppendRecord(nil, Line{Stream: Stdout, Time: fixedClock(), Text: []byte(seqLine(7, 20))}))
+	os.WriteFile(filepath.Join(dir, "c.log.2"), []byte(rec), 0o640)
+	start := time.Now()
+	got, err := TailFiles(dir, "c", All)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("TailFiles = %d lines, %v", len(got), err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("took %v", d)
+	}
+	os.WriteFile(filepath.Join(dir, "c.log"), []byte(rec), 0o640)
+	got, err = TailFiles(dir, "c", All)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("TailFiles = %d lines, %v; want the newest file's line", len(got), err)
+	}
+}

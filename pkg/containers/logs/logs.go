@@ -43,6 +43,15 @@
 //
 // One Sink at a time may write a container's file: a Sink counts the file's
 // size itself to decide when to rotate.
+//
+// Putting it together: the engine makes one Rings for the machine with
+// RingOptions.Dir the log directory and gives Rings.Destinations as
+// container.Options.LogDestinations, so that each run's Sink also feeds
+// the container's ring; the control API serves "logs" with
+// Rings.Lookup(name) and Ring.Stream (tail, since, follow; the files for
+// what the ring no longer holds). The machine's defaults (init.yaml's
+// containers.logs) and a manifest's logging section become
+// Options.Rotation (Rotation.Override) and Options.ConsoleLimit.
 package logs
 
 import (

@@ -132,7 +132,7 @@ func (r *Ring) Write(lines []Line) error {
 	for f := range r.followers {
 		f.push(batch)
 	}
-	clear(batch) // the texts belong to the entries, not to this buffer
+	clear(batch) // let go of the texts: the reused buffer must not keep them
 	r.batch = batch[:0]
 	return nil
 }

@@ -96,6 +96,41 @@ func TestLogs(t *testing.T) {
 	})
 }
 
+// TestKeepAliveAfterStream: the write deadlines of a stream do not outlive
+// it on a connection the client keeps for its next request.
+func TestKeepAliveAfterStream(t *testing.T) {
+	ts := apitest.Start(t, api.Options{WriteTimeout: 50 * time.Millisecond})
+	// One connection for both requests (net/http's client would retry a
+	// failed request on a new one and hide the problem).
+	conn, err := net.Dial("unix", ts.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	get := func(path string) (int, string) {
+		t.Helper()
+		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: photon\r\n\r\n", path)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("GET %s: body: %v", path, err)
+		}
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("/v1/containers/web/logs"); code != 200 || strings.Count(body, "\n") != 5 {
+		t.Fatalf("logs: %d %q", code, body)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if code, body := get("/v1/containers"); code != 200 || !strings.Contains(body, `"name":"web"`) {
+		t.Errorf("request after a stream on the same connection: %d %q", code, body)
+	}
+}
+
 func TestEvents(t *testing.T) {
 	ts := apitest.Start(t, api.Options{})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/photon-init/photon-init/internal/safe"
@@ -22,9 +23,9 @@ import (
 // session, for /v1/exec/ID/resize and /v1/exec/ID.
 const ExecIDHeader = "Photon-Exec-Id"
 
-// execDrain is how long the output is still copied once the process has
-// exited: a process it left behind may hold the pipes open.
-const execDrain = 2 * time.Second
+// killWait is how long a session closed because its client left is
+// waited for, to record how its process ended.
+const killWait = 2 * time.Second
 
 // execKeep is how many ended sessions /v1/exec/ID still knows.
 const execKeep = 64
@@ -257,17 +258,19 @@ func (x *execConn) run(ctx context.Context, c Containers) {
 	select {
 	case r := <-waited:
 		record(r, err)
-	case <-time.After(execDrain):
+	case <-time.After(killWait):
 		record(result{err: err}, err)
 	}
 }
 
+// closeSession closes the connection, which ends a write to the client or
+// a read of its input that the runtime may be blocked in, then the
+// session.
 func (x *execConn) closeSession(sess ExecSession) {
+	x.conn.Close()
 	if err := sess.Close(); err != nil {
 		x.s.log.Warn(fmt.Sprintf("exec %s in %s: close: %v", x.entry.info.ID, x.entry.info.Container, err))
 	}
-	// Ends a Read of the client's input that the runtime still has.
-	x.conn.Close()
 }
 
 // writeRawError answers err on a taken-over connection as the server
@@ -319,25 +322,22 @@ func (c *clientInput) Read(p []byte) (int, error) {
 // write bounded by the write timeout. Writes wait until open (the 101
 // answer is out) and fail after fail or a failed write.
 type frameWriter struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // serialises frames
 	conn    net.Conn
 	timeout time.Duration
 	ready   chan struct{} // closed by open or fail
 	once    sync.Once
-	err     error
+	failed  atomic.Bool // set by fail or a failed write; fail does not wait for mu
 }
 
 // open lets writes through.
 func (f *frameWriter) open() { f.once.Do(func() { close(f.ready) }) }
 
 // fail makes further writes fail: nothing follows the exit frame, and
-// nothing precedes the answer.
+// nothing precedes the answer. A write in progress ends with the
+// connection.
 func (f *frameWriter) fail() {
-	f.mu.Lock()
-	if f.err == nil {
-		f.err = net.ErrClosed
-	}
-	f.mu.Unlock()
+	f.failed.Store(true)
 	f.open()
 }
 
@@ -345,12 +345,15 @@ func (f *frameWriter) write(t FrameType, p []byte) error {
 	<-f.ready
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.err != nil {
-		return f.err
+	if f.failed.Load() {
+		return net.ErrClosed
 	}
 	f.conn.SetWriteDeadline(time.Now().Add(f.timeout))
-	f.err = WriteFrame(f.conn, t, p)
-	return f.err
+	if err := WriteFrame(f.conn, t, p); err != nil {
+		f.failed.Store(true)
+		return err
+	}
+	return nil
 }
 
 func (s *Server) execInspect(w http.ResponseWriter, r *http.Request) error {

@@ -529,10 +529,19 @@ func TestShutdown(t *testing.T) {
 		_, err := ts.Client.Exec(ctx, "web", api.ExecOptions{Cmd: []string{"sleep"}}, client.ExecIO{})
 		execErr <- err
 	}()
-	apitest.WaitFor(t, "the stream and the session", func() bool {
-		return ts.Fake.Followers() == 1 && ts.Fake.ExecsOpen() == 1
+	// And a client that does not read its exec's output at all: the
+	// server's writes to it block.
+	stalled, _ := rawExec(t, ts, `{"cmd":["flood"]}`)
+	defer stalled.Close()
+	apitest.WaitFor(t, "the streams and the sessions", func() bool {
+		return ts.Fake.Followers() == 1 && ts.Fake.ExecsOpen() == 2
 	})
+	time.Sleep(100 * time.Millisecond) // the socket buffers fill
+	start := time.Now()
 	ts.Stop(t)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("shutdown took %v (a blocked write held it)", took)
+	}
 	for what, ch := range map[string]chan error{"logs": logsErr, "exec": execErr} {
 		select {
 		case err := <-ch:

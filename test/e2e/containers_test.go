@@ -33,8 +33,8 @@ type imageCase struct {
 // kind — an OCI layout, an oci-archive, a docker-archive, an ACI, a plain
 // rootfs, an image preloaded by "photon-init build --image" and one pulled
 // from the host's test registry through guestfwd — each serving HTTP with
-// host networking on its own port, beside a broken manifest and one naming
-// a missing image. Every server must answer through QEMU's hostfwd, and
+// host networking (network_mode: host) on its own port, beside a broken
+// manifest and one naming a missing image. Every server must answer through QEMU's hostfwd, and
 // only the two bad ones fail, each with its error on the console. The
 // power button then stops the containers before the shutdown steps.
 func TestContainers(t *testing.T) {
@@ -74,7 +74,7 @@ func TestContainers(t *testing.T) {
 	}
 	var ports []int
 	for _, c := range cases {
-		m := fmt.Sprintf("# e2e: the %s image kind\nimage: %q\nenvironment:\n  PORT: \"%d\"\n", c.name, c.image, c.port)
+		m := fmt.Sprintf("# e2e: the %s image kind\nimage: %q\nnetwork_mode: host\nenvironment:\n  PORT: \"%d\"\n", c.name, c.image, c.port)
 		if c.name == "rootfs" {
 			// A plain root filesystem has no image config.
 			m += "command: [" + testimage.Entrypoint + "]\n"

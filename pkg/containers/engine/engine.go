@@ -318,3 +318,15 @@ func stored(s *image.Store, ref string) bool {
 	_, err := os.Stat(filepath.Join(s.Root(), image.RecordPath(ref)))
 	return err == nil
 }
+
+// Events returns the latest container state changes, oldest first; nil
+// before Start.
+func (e *Engine) Events() []supervisor.Event {
+	e.mu.Lock()
+	sup := e.sup
+	e.mu.Unlock()
+	if sup == nil {
+		return nil
+	}
+	return sup.Events()
+}

@@ -283,9 +283,10 @@ func (c *cmd) usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-30s %s\n", strings.TrimSpace(v.name+" "+v.args), v.summary)
 	}
 	fmt.Fprintf(w, `
-The control socket is $%s, or %s; for "photon-init run --root DIR"
-it is DIR/run/photon/photon.sock. Exit codes: 0 ok, 1 failure, 2 usage;
-exec exits with the command's code, 125 if it could not run it.
+The socket is --socket, else $%s, else %s
+("photon-init run --root DIR" listens on DIR/run/photon/photon.sock).
+"help VERB" shows a verb's flags. Exit codes: 0 ok, 1 failure, 2 usage;
+exec exits with the command's own code, or 125 if it could not run it.
 `, api.SocketEnv, api.DefaultSocket)
 }
 

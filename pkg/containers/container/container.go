@@ -107,6 +107,7 @@ type Container struct {
 	watchdog time.Duration
 	notify   *notify.Listener // nil when a user mount took the socket's place
 	oomCh    chan OOMEvent    // closed when the first process has exited
+	rotation logs.Rotation    // of the log file: the runtime's, with the manifest's over it
 
 	// sigkilled: photon-init sent SIGKILL (so such an exit is not an OOM
 	// kill of the first process).
@@ -233,7 +234,10 @@ func (c *Container) Start(ctx context.Context) error {
 	if c.state != stateCreated {
 		return fmt.Errorf("start container %s: already started", c.name)
 	}
-	lo := logs.Options{Dir: c.rt.opts.LogDir, Console: c.rt.opts.Console, Log: c.rt.log}
+	lo := logs.Options{
+		Dir: c.rt.opts.LogDir, Console: c.rt.opts.Console, Log: c.rt.log,
+		Rotation: c.rotation, ConsoleLimit: c.rt.opts.ConsoleLimit,
+	}
 	if f := c.rt.opts.LogDestinations; f != nil {
 		lo.Destinations = f(c.name)
 	}

@@ -85,6 +85,13 @@ type Options struct {
 	// that must outlive one run of the container gives a wrapper whose
 	// Close does nothing.
 	LogDestinations func(name string) []logs.Destination
+	// LogRotation is the rotation of every container's log file (zero
+	// values: the logs package's defaults); a manifest's logging section
+	// overrides it for its container.
+	LogRotation logs.Rotation
+	// ConsoleLimit rate-limits each container's lines on the console
+	// (zero values: the logs package's defaults).
+	ConsoleLimit logs.ConsoleLimit
 	// Network configures the containers' networks (bridge, netns and
 	// address directories); the zero value takes the defaults.
 	Network NetworkOptions
@@ -273,6 +280,10 @@ func (r *Runtime) Create(ctx context.Context, m *manifest.Container, img *image.
 		return fail(fmt.Errorf("libcontainer: %w", err))
 	}
 	c := newContainer(r, name, l, p, lc, mode, nl)
+	c.rotation = r.opts.LogRotation
+	if lg := m.Logging; lg != nil {
+		c.rotation = c.rotation.Override(logs.Rotation{MaxSize: lg.MaxSize, MaxFiles: lg.MaxFiles})
+	}
 	r.mu.Lock()
 	r.live[name] = c
 	r.mu.Unlock()

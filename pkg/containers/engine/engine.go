@@ -27,6 +27,7 @@ import (
 	"github.com/photon-init/photon-init/pkg/containers/image"
 	"github.com/photon-init/photon-init/pkg/containers/image/aci"
 	"github.com/photon-init/photon-init/pkg/containers/image/registry"
+	"github.com/photon-init/photon-init/pkg/containers/logs"
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
 	"github.com/photon-init/photon-init/pkg/containers/notify"
 	"github.com/photon-init/photon-init/pkg/containers/supervisor"
@@ -82,8 +83,10 @@ type Env struct {
 type Engine struct {
 	paths Paths
 
-	mu  sync.Mutex
-	sup *supervisor.Supervisor
+	mu    sync.Mutex
+	sup   *supervisor.Supervisor
+	rt    *container.Runtime
+	rings *logs.Rings
 }
 
 // New returns an engine for paths; Start starts it.
@@ -129,16 +132,21 @@ func (e *Engine) Start(ctx context.Context, env Env) error {
 	if err != nil {
 		return fmt.Errorf("image store: %w", err)
 	}
+	cl := cfg.Containers.Logs
+	rings := logs.NewRings(logs.RingOptions{Dir: e.paths.Logs})
 	rt, err := container.New(container.Options{
-		StateDir:     e.paths.State,
-		NotifyDir:    e.paths.Notify,
-		DataDir:      e.paths.Data,
-		LogDir:       e.paths.Logs,
-		ResolvConf:   e.paths.ResolvConf,
-		CgroupParent: env.CgroupParent,
-		Reaper:       env.Reaper,
-		Log:          log,
-		Console:      env.Console,
+		LogDestinations: rings.Destinations,
+		LogRotation:     logs.Rotation{MaxSize: int64(cl.MaxSize), MaxFiles: cl.MaxFiles},
+		ConsoleLimit:    logs.ConsoleLimit{LinesPerSecond: float64(cl.ConsoleLinesPerSecond), Burst: cl.ConsoleBurst},
+		StateDir:        e.paths.State,
+		NotifyDir:       e.paths.Notify,
+		DataDir:         e.paths.Data,
+		LogDir:          e.paths.Logs,
+		ResolvConf:      e.paths.ResolvConf,
+		CgroupParent:    env.CgroupParent,
+		Reaper:          env.Reaper,
+		Log:             log,
+		Console:         env.Console,
 	})
 	if err != nil {
 		return fmt.Errorf("container runtime: %w", err)
@@ -151,10 +159,15 @@ func (e *Engine) Start(ctx context.Context, env Env) error {
 		Runtime:       runtime{rt},
 		Log:           log,
 		NetworkOnline: env.NetworkOnline,
-		Remote:        func(ref string) bool { return isRemote(ref) && !stored(store, ref) },
+		OnEvent: func(ev supervisor.Event) {
+			if ev.To == supervisor.StateRemoved {
+				rings.Remove(ev.Container) // its followers end
+			}
+		},
+		Remote: func(ref string) bool { return isRemote(ref) && !stored(store, ref) },
 	})
 	e.mu.Lock()
-	e.sup = sup
+	e.sup, e.rt, e.rings = sup, rt, rings
 	e.mu.Unlock()
 	if len(cs)+len(invalid) == 0 {
 		log.Info("containers: none declared", "dir", e.paths.Manifests)

@@ -455,6 +455,20 @@ func writeJSONAtomic(p string, v any) (err error) {
 	return syncDir(dir)
 }
 
+// syncFS flushes the filesystem holding dir (syncfs(2)): every file just
+// unpacked there, in one call.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", dir, err)
+	}
+	return nil
+}
+
 // syncDir fsyncs a directory so that a rename in it is durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
@@ -508,6 +522,13 @@ func (s *Store) ensureLayer(ctx context.Context, l Layer) error {
 			s.log.Error("remove failed layer", "dir", partial, "err", rerr)
 		}
 		return err
+	}
+	// The layer's files reach the disk before the rename makes the layer
+	// count as complete: after a power cut a layer is either whole or
+	// absent, never present with empty files.
+	if err := syncFS(partial); err != nil {
+		os.RemoveAll(partial)
+		return fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
 	if err := os.Rename(partial, final); err != nil {
 		os.RemoveAll(partial)

@@ -225,7 +225,13 @@ func (x *execConn) run(ctx context.Context, c Containers) {
 	}
 	waited := make(chan result, 1)
 	safe.Go(s.log, "exec "+id+": wait", func() {
-		code, err := sess.Wait(ctx)
+		var code int
+		// A Wait that panics is a failed wait, not a session that hangs.
+		err := safe.Call("exec "+id+": wait", func() error {
+			var err error
+			code, err = sess.Wait(ctx)
+			return err
+		})
 		waited <- result{code, err}
 	})
 	record := func(r result, why error) {

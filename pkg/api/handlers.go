@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -187,13 +189,28 @@ type typedStream[T any] struct {
 
 func streamOf[T any](st Stream[T]) jsonStream { return &typedStream[T]{st: st} }
 
-func (t *typedStream[T]) next(ctx context.Context) ([]byte, error) {
+// next returns the next value as JSON; a panic of the stream is returned
+// as *streamPanic (the answer's status is sent already).
+func (t *typedStream[T]) next(ctx context.Context) (line []byte, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &streamPanic{value: v, stack: debug.Stack()}
+		}
+	}()
 	v, err := t.st.Next(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return json.Marshal(v)
 }
+
+// streamPanic is a stream's panic, for the log.
+type streamPanic struct {
+	value any
+	stack []byte
+}
+
+func (p *streamPanic) Error() string { return fmt.Sprintf("panic: %v\n%s", p.value, p.stack) }
 
 func (t *typedStream[T]) close() { t.once.Do(func() { t.st.Close() }) }
 
@@ -239,8 +256,14 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st jsonStre
 		case errors.Is(err, io.EOF), ctx.Err() != nil:
 			return
 		default:
-			msg, _ := json.Marshal(streamError{Error: err.Error()})
-			write(msg)
+			msg := err.Error()
+			var sp *streamPanic
+			if errors.As(err, &sp) {
+				s.log.Error(fmt.Sprintf("control socket: %s %s: %v", r.Method, r.URL.Path, err))
+				msg = "internal error"
+			}
+			line, _ := json.Marshal(streamError{Error: msg})
+			write(line)
 			return
 		}
 	}

@@ -271,3 +271,35 @@ func TestVersionAndMachine(t *testing.T) {
 		t.Errorf("Power without a machine: %v, want 501", err)
 	}
 }
+
+// panicky is a backend whose List and log streams panic.
+type panicky struct {
+	*apitest.Containers
+}
+
+func (panicky) List(context.Context) ([]api.ContainerInfo, error) { panic("list exploded") }
+
+func (p panicky) Logs(ctx context.Context, name string, opts api.LogOptions) (api.Stream[api.LogEntry], error) {
+	return panickyStream{}, nil
+}
+
+type panickyStream struct{}
+
+func (panickyStream) Next(context.Context) (api.LogEntry, error) { panic("next exploded") }
+func (panickyStream) Close() error                               { return nil }
+
+// TestPanicRecovered: a backend that panics costs its request, never the
+// server.
+func TestPanicRecovered(t *testing.T) {
+	ts := apitest.Start(t, api.Options{Containers: panicky{apitest.NewContainers()}})
+	ctx := context.Background()
+	if _, err := ts.Client.List(ctx); err == nil || api.StatusOf(err) != 500 || err.Error() != "internal error" {
+		t.Errorf("List with a panicking backend: %v", err)
+	}
+	if err := ts.Client.Logs(ctx, "web", api.LogOptions{}, func(api.LogEntry) error { return nil }); err == nil || err.Error() != "internal error" {
+		t.Errorf("Logs with a panicking stream: %v, want internal error", err)
+	}
+	if _, err := ts.Client.Inspect(ctx, "web"); err != nil {
+		t.Errorf("Inspect after the panics: %v", err)
+	}
+}

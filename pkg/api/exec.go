@@ -67,7 +67,8 @@ func (t *execTable) end(e *execEntry, code *int, err error) {
 	e.info.Running = false
 	e.info.ExitCode = code
 	if err != nil {
-		e.info.Error = err.Error()
+		// The first line: a panic's stack is for the log.
+		e.info.Error, _, _ = strings.Cut(err.Error(), "\n")
 	}
 	e.mu.Unlock()
 	t.mu.Lock()

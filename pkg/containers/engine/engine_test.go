@@ -1,12 +1,15 @@
 package engine
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/photon-init/photon-init/internal/nstest"
+	"github.com/photon-init/photon-init/pkg/boot/console"
 	"github.com/photon-init/photon-init/pkg/boot/reaper"
 	"github.com/photon-init/photon-init/pkg/containers/supervisor"
 	"github.com/photon-init/photon-init/pkg/mounts"
@@ -188,5 +192,155 @@ func removeCgroups(parent string) {
 			}
 		}
 		_ = os.Remove(d)
+	}
+}
+
+// envFloodLines passes TestLogFlood's size to its namespace child.
+const envFloodLines = "PHOTON_ENGINE_TEST_FLOOD_LINES"
+
+// slowConsole is a console that takes a millisecond per write, like a
+// serial line, behind pkg/boot/console's non-blocking queue.
+type slowConsole struct {
+	mu    sync.Mutex
+	bytes int
+}
+
+func (c *slowConsole) Write(p []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	c.mu.Lock()
+	c.bytes += len(p)
+	c.mu.Unlock()
+	return len(p), nil
+}
+
+// TestLogFlood runs a container that writes numbered lines as fast as it
+// can (200 MB; 20 MB under -short) while the console is slow: the log file
+// holds every line in order, the container's writing is far faster than
+// the console, and the console says how many lines it did not show.
+func TestLogFlood(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for containers")
+	}
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("busybox (busybox-static) is not installed; scripts/deps.sh installs it")
+	}
+	if !nstest.InChild(t.Name()) {
+		lines := "24000000" // "1".."24000000\n": 200 MB
+		if testing.Short() {
+			lines = "2700000" // 20 MB
+		}
+		t.Setenv(envFloodLines, lines) // the namespace child has no -short
+	}
+	if !nstest.Run(t, unix.CLONE_NEWNS|unix.CLONE_NEWPID) {
+		return
+	}
+	nstest.Private(t)
+	if err := unix.Mount("proc", "/proc", "proc", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := strconv.Atoi(os.Getenv(envFloodLines))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	t.Cleanup(func() { mounts.UnmountAll(context.Background(), slog.New(slog.DiscardHandler), root, time.Second) })
+	rootfs := filepath.Join(root, "images", "bb")
+	if err := os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("cp", busybox, filepath.Join(rootfs, "bin", "busybox")).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, b)
+	}
+	paths := PathsUnder(root)
+	if err := os.MkdirAll(paths.Manifests, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	manifest := fmt.Sprintf("image: rootfs:%s\nnetwork_mode: none\nrestart: \"no\"\n"+
+		"command: [/bin/busybox, seq, 1, \"%d\"]\nlogging:\n  max_size: 128m\n  max_files: 20\n", rootfs, lines)
+	if err := os.WriteFile(filepath.Join(paths.Manifests, "flood.yaml"), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	slow := &slowConsole{}
+	con := console.New(slow)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rp := reaper.New(reaper.Options{Log: log})
+	go rp.Run(ctx)
+	cgroup := fmt.Sprintf("photon-engine-flood-%d", os.Getppid())
+	defer removeCgroups(cgroup)
+	e := New(paths)
+	start := time.Now()
+	if err := e.Start(ctx, Env{Log: log, Console: con, Reaper: rp, CgroupParent: cgroup}); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop(context.Background())
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		st := e.Status()
+		if len(st) == 1 && st[0].State == supervisor.StateExited {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the flood did not end: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(start)
+
+	// Every line, in order, across the rotated files (flood.log.N, the
+	// oldest, ... flood.log), in the runtime's CRI format "TIME stdout F
+	// TEXT".
+	rotated, _ := filepath.Glob(filepath.Join(paths.Logs, "flood.log.*"))
+	files := make([]string, len(rotated))
+	for _, p := range rotated {
+		n, err := strconv.Atoi(strings.TrimPrefix(filepath.Ext(p), "."))
+		if err != nil || n < 1 || n > len(rotated) {
+			t.Fatalf("unexpected log file %s", p)
+		}
+		files[len(rotated)-n] = p
+	}
+	files = append(files, filepath.Join(paths.Logs, "flood.log"))
+	want, size := 1, 0
+	for _, p := range files {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			rec := sc.Text()
+			fields := strings.SplitN(rec, " ", 4)
+			if len(fields) != 4 {
+				t.Fatalf("%s: bad record %q", p, rec)
+			}
+			if fields[3] != strconv.Itoa(want) {
+				t.Fatalf("%s: line %d is %q, want %d", p, want, fields[3], want)
+			}
+			size += len(fields[3]) + 1
+			want++
+		}
+		f.Close()
+		if err := sc.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want-1 != lines {
+		t.Fatalf("the file has %d lines, want %d", want-1, lines)
+	}
+	con.Flush(5 * time.Second)
+	slow.mu.Lock()
+	consoleBytes := slow.bytes
+	slow.mu.Unlock()
+	writer := float64(size) / took.Seconds() / 1e6
+	consoleRate := float64(consoleBytes) / took.Seconds() / 1e6
+	t.Logf("%d lines (%.1f MB) in %d files, %v: container %.1f MB/s, console %.3f MB/s (%d bytes)", lines, float64(size)/1e6, len(files), took.Round(time.Millisecond), writer, consoleRate, consoleBytes)
+	if writer < 20*consoleRate {
+		t.Errorf("the container wrote at %.1f MB/s, not far above the console's %.3f MB/s", writer, consoleRate)
+	}
+	if consoleBytes >= size/10 {
+		t.Errorf("the console got %d bytes of a %d-byte flood: not rate-limited", consoleBytes, size)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/photon-init/photon-init/internal/safe"
+	"github.com/photon-init/photon-init/pkg/api"
 	"github.com/photon-init/photon-init/pkg/boot/console"
 	"github.com/photon-init/photon-init/pkg/boot/reaper"
 	"github.com/photon-init/photon-init/pkg/boot/timeline"
@@ -89,6 +90,9 @@ func cmdRun(args []string) int {
 		log.Error(fmt.Sprintf("containers: %v", err))
 		return 1
 	}
+	// The control socket of this root: photonctl --socket DIR/run/photon/photon.sock.
+	// There is no machine here: timeline and power requests answer 501.
+	serveAPI(ctx, log, filepath.Join(abs, api.DefaultSocket), eng.API(), nil)
 	sig := <-sigs
 	log.Info(fmt.Sprintf("%v: stopping containers", sig))
 	stopCtx, stopCancel := context.WithTimeout(context.Background(), *stopTimeout)

@@ -109,6 +109,28 @@ func TestRunRoot(t *testing.T) {
 	waitLine("ERROR container broken: "+filepath.Join(manifests, "broken.yaml")+":3: field comand: unknown field", 30*time.Second)
 	waitLine("[hello] hello from hello", 30*time.Second)
 
+	// The control socket of the root answers photonctl.
+	sock := filepath.Join(root, "run", "photon", "photon.sock")
+	ctl := func(args ...string) string {
+		t.Helper()
+		c := exec.Command(os.Args[0], append([]string{"ctl", "--socket", sock}, args...)...)
+		c.Env = append(os.Environ(), envAsMain+"=1")
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("photonctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	if out := ctl("ps"); !strings.Contains(out, "hello") || !strings.Contains(out, "running") || !strings.Contains(out, "broken") {
+		t.Errorf("photonctl ps:\n%s", out)
+	}
+	if out := ctl("logs", "hello"); !strings.Contains(out, "hello from hello") {
+		t.Errorf("photonctl logs hello:\n%s", out)
+	}
+	if out := ctl("exec", "hello", "/bin/busybox", "cat", "/etc/hostname"); strings.TrimSpace(out) != "hello" {
+		t.Errorf("photonctl exec hello cat /etc/hostname: %q", out)
+	}
+
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -72,6 +72,9 @@ type WorkloadEnv struct {
 	Config *config.Config
 	// Sandbox is true when the machine is not a real one (see Options).
 	Sandbox bool
+	// Machine is the machine itself: its boot timeline and power
+	// requests, for the control socket.
+	Machine *Machine
 	// Network is the machine's network: Online for depends_on:
 	// network-online, ResolvConf for containers' copies. Nil when the
 	// network step did not run; a nil Manager is never online.
@@ -329,6 +332,9 @@ func (m *Machine) handleSignals(ctx context.Context) {
 		}
 	})
 }
+
+// Timeline returns the boot timeline as recorded so far.
+func (m *Machine) Timeline() timeline.Document { return m.timeline.Document() }
 
 // Request asks for a shutdown; a request made while one is under way is
 // dropped.

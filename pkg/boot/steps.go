@@ -234,6 +234,7 @@ func (m *Machine) startWorkload(ctx context.Context) error {
 		Reaper:  m.opts.Reaper,
 		Config:  cfg,
 		Sandbox: m.opts.Sandbox,
+		Machine: m,
 		Network: m.Network(),
 	})
 }

@@ -84,6 +84,7 @@ type Engine struct {
 	paths Paths
 
 	mu    sync.Mutex
+	lg    *slog.Logger
 	sup   *supervisor.Supervisor
 	rt    *container.Runtime
 	rings *logs.Rings
@@ -167,7 +168,7 @@ func (e *Engine) Start(ctx context.Context, env Env) error {
 		Remote: func(ref string) bool { return isRemote(ref) && !stored(store, ref) },
 	})
 	e.mu.Lock()
-	e.sup, e.rt, e.rings = sup, rt, rings
+	e.sup, e.rt, e.rings, e.lg = sup, rt, rings, log
 	e.mu.Unlock()
 	if len(cs)+len(invalid) == 0 {
 		log.Info("containers: none declared", "dir", e.paths.Manifests)
@@ -342,4 +343,14 @@ func (e *Engine) Events() []supervisor.Event {
 		return nil
 	}
 	return sup.Events()
+}
+
+// log is the engine's logger (a discarding one before Start).
+func (e *Engine) log() *slog.Logger {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.lg == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.lg
 }

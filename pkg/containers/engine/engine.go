@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -133,10 +134,17 @@ func (e *Engine) Start(ctx context.Context, env Env) error {
 	if err != nil {
 		return fmt.Errorf("image store: %w", err)
 	}
+	var subnet netip.Prefix
+	if sn := cfg.Network.Bridge.Subnet; sn != "" {
+		if subnet, err = config.ParseSubnet(sn); err != nil {
+			return fmt.Errorf("network.bridge.subnet: %w", err) // validated with init.yaml already
+		}
+	}
 	cl := cfg.Containers.Logs
 	rings := logs.NewRings(logs.RingOptions{Dir: e.paths.Logs})
 	rt, err := container.New(container.Options{
 		LogDestinations: rings.Destinations,
+		Network:         container.NetworkOptions{Bridge: cfg.Network.Bridge.Name, Subnet: subnet},
 		LogRotation:     logs.Rotation{MaxSize: int64(cl.MaxSize), MaxFiles: cl.MaxFiles},
 		ConsoleLimit:    logs.ConsoleLimit{LinesPerSecond: float64(cl.ConsoleLinesPerSecond), Burst: cl.ConsoleBurst},
 		StateDir:        e.paths.State,
@@ -163,6 +171,14 @@ func (e *Engine) Start(ctx context.Context, env Env) error {
 		OnEvent: func(ev supervisor.Event) {
 			if ev.To == supervisor.StateRemoved {
 				rings.Remove(ev.Container) // its followers end
+				// Its writable layer, anonymous volumes and address go
+				// with its manifest (named volumes and the log stay).
+				name := ev.Container
+				safe.Go(log, "remove "+name, func() {
+					if err := rt.Remove(name); err != nil {
+						log.Warn(fmt.Sprintf("container %s: remove: %v", name, err))
+					}
+				})
 			}
 		},
 		Remote: func(ref string) bool { return isRemote(ref) && !stored(store, ref) },
@@ -175,10 +191,10 @@ func (e *Engine) Start(ctx context.Context, env Env) error {
 	} else {
 		log.Info(fmt.Sprintf("containers: starting %d (%d invalid)", len(cs), len(invalid)))
 	}
-	sup.Start(ctx, cs, invalid)
+	sup.Start(ctx, withImplicitDependencies(cs), invalid)
 	safe.Go(log, "manifest watcher", func() {
 		err := watch.Run(ctx, watch.Options{Dir: e.paths.Manifests, Log: log}, func(set watch.Set) {
-			sup.Reconcile(ctx, set.Containers, supervisor.InvalidFromErrors(set.Errors))
+			sup.Reconcile(ctx, withImplicitDependencies(set.Containers), supervisor.InvalidFromErrors(set.Errors))
 		})
 		if err != nil && ctx.Err() == nil {
 			log.Warn("containers: no hot reload of "+e.paths.Manifests, "err", err)
@@ -353,4 +369,25 @@ func (e *Engine) log() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return e.lg
+}
+
+// withImplicitDependencies adds what a manifest implies without saying it:
+// network_mode container:NAME needs NAME created first (its network
+// namespace is joined) and joined again when NAME restarts — a required
+// service_started dependency with restart.
+func withImplicitDependencies(cs []*manifest.Container) []*manifest.Container {
+	for _, c := range cs {
+		target := c.NetworkContainer()
+		if target == "" {
+			continue
+		}
+		if _, ok := c.DependsOn[target]; ok {
+			continue
+		}
+		if c.DependsOn == nil {
+			c.DependsOn = map[string]manifest.Dependency{}
+		}
+		c.DependsOn[target] = manifest.Dependency{Condition: manifest.ConditionStarted, Required: true, Restart: true}
+	}
+	return cs
 }

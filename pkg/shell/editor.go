@@ -64,6 +64,9 @@ type Editor struct {
 	// newline ends a row: "\r\n", or "\n" on a tty that turns it into
 	// CR LF itself (ONLCR), as the shell's raw mode keeps it.
 	newline string
+	// promptFunc, when set, gives the prompt anew for a redraw (the host
+	// name may change while the prompt is shown).
+	promptFunc func() string
 
 	history []string // guarded by ReadLine's single caller
 	histIdx int
@@ -223,6 +226,7 @@ func (e *Editor) handle(k key, r rune) (line string, done bool, err error) {
 		e.pos = start
 		e.refresh()
 	case keyRedraw:
+		e.updatePrompt()
 		e.refresh()
 	case keyUp:
 		e.recall(-1)
@@ -400,7 +404,15 @@ func (e *Editor) Redraw() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.active {
+		e.updatePrompt()
 		e.refresh()
+	}
+}
+
+// updatePrompt takes the prompt anew from promptFunc. Lock held.
+func (e *Editor) updatePrompt() {
+	if e.promptFunc != nil {
+		e.prompt = e.promptFunc()
 	}
 }
 
@@ -417,6 +429,7 @@ func (e *Editor) Around(write func()) {
 	write()
 	e.atLineStart = true
 	if e.active {
+		e.updatePrompt()
 		e.refresh()
 	}
 }

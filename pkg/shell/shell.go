@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/mattn/go-shellwords"
-	"golang.org/x/sys/unix"
 
 	"github.com/photon-init/photon-init/internal/safe"
 )
@@ -132,6 +131,7 @@ func New(opts Options) (*Shell, error) {
 	if s.mode != nil {
 		s.ed.newline = "\n" // raw mode keeps ONLCR
 	}
+	s.ed.promptFunc = s.prompt
 	for _, c := range builtins(opts.Power != nil) {
 		s.cmds[c.Name] = c
 	}
@@ -206,7 +206,7 @@ func (s *Shell) Run(ctx context.Context) error {
 // prompt is "HOST:DIR# ".
 func (s *Shell) prompt() string {
 	host, err := os.Hostname()
-	if err != nil || host == "" {
+	if err != nil || host == "" || host == "(none)" { // (none): the kernel's, none set yet
 		host = "photon"
 	}
 	return host + ":" + s.Dir() + "# "
@@ -484,10 +484,7 @@ func (e *Env) ExecCmd(ctx context.Context, cmd *exec.Cmd) error {
 	var code int
 	var err error
 	if f, ok := s.term.(*os.File); ok && s.mode != nil {
-		code, err = runOnTTY(f, s.mode, cmd, s.opts.RunProgram)
-		if rerr := s.mode.raw(); rerr != nil && err == nil {
-			err = rerr
-		}
+		code, err = relayProgram(f, s.mode.saved, s.ed.Writer(), cmd, s.opts.RunProgram)
 	} else {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, e.Stdout, e.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -500,40 +497,4 @@ func (e *Env) ExecCmd(ctx context.Context, cmd *exec.Cmd) error {
 		return &ExitError{Code: code}
 	}
 	return nil
-}
-
-// RunOnTerminal runs cmd with the tty term as its stdin, stdout, stderr
-// and controlling terminal, in a session of its own, through run, and
-// returns its exit code. The terminal is put in cooked mode for the
-// program and left so. It is how a machine's own /bin/sh is started on
-// the console.
-func RunOnTerminal(term *os.File, cmd *exec.Cmd, run ProgramRunner) (int, error) {
-	if term == nil {
-		return -1, errors.New("no terminal")
-	}
-	mode := newTTYMode(term)
-	if mode == nil {
-		return -1, fmt.Errorf("%s is not a terminal", term.Name())
-	}
-	return runOnTTY(term, mode, cmd, run)
-}
-
-// runOnTTY runs cmd on the tty term, whose mode switcher is mode, leaving
-// the terminal in cooked mode.
-func runOnTTY(term *os.File, mode *ttyMode, cmd *exec.Cmd, run ProgramRunner) (int, error) {
-	// A file description of its own: the shell's is non-blocking (Go's
-	// poller), and a program must not inherit that.
-	tty, err := os.OpenFile(term.Name(), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		return -1, fmt.Errorf("open the terminal for the program: %w", err)
-	}
-	defer tty.Close()
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-	// A session of its own with the terminal as its controlling one:
-	// Ctrl-C and Ctrl-Z go to the program, never to PID 1.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	if err := mode.cooked(); err != nil {
-		return -1, err
-	}
-	return run(cmd)
 }

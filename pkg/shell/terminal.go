@@ -87,14 +87,10 @@ func (m *ttyMode) raw() error {
 	return nil
 }
 
-// cooked sets the mode the terminal had, with what a program run on it
-// needs in any case: canonical lines with echo, signals from the keyboard,
-// CR read as LF, LF written as CR LF.
+// cooked sets the mode the terminal had, with what a program expects of a
+// terminal in any case (cookedTermios).
 func (m *ttyMode) cooked() error {
-	t := m.saved
-	t.Lflag |= unix.ICANON | unix.ECHO | unix.ECHOE | unix.ECHOK | unix.ISIG | unix.IEXTEN
-	t.Iflag |= unix.ICRNL
-	t.Oflag |= unix.OPOST | unix.ONLCR
+	t := cookedTermios(m.saved)
 	if err := m.set(&t); err != nil {
 		return fmt.Errorf("terminal cooked mode: %w", err)
 	}

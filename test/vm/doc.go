@@ -6,8 +6,9 @@
 // so that QEMU can boot it as PVH, which saves seconds of decompression
 // per boot under TCG — and starts QEMU on the q35 or microvm machine with
 // the serial console captured to a file and parsed line by line while the
-// guest runs. A QMP connection drives the virtual hardware: the ACPI power
-// button, key presses, and the events QEMU reports.
+// guest runs; VM.Type types on that console. A QMP connection drives the
+// virtual hardware: the ACPI power button, key presses, and the events
+// QEMU reports.
 //
 // A typical test:
 //

@@ -174,6 +174,7 @@ type VM struct {
 	con     *console
 	qmp     *qmpClient
 	stderr  *lockedBuffer
+	serial  *os.File // the write end of the serial console's input
 
 	exited      chan struct{} // closed when QEMU has exited
 	consoleDone chan struct{} // closed when all serial output is read
@@ -242,6 +243,15 @@ func start(ctx context.Context, cfg Config) (*VM, error) {
 		logFile.Close()
 		return nil, fmt.Errorf("console pipe: %w", err)
 	}
+	// The serial console's input: what Type writes, QEMU reads from its
+	// stdin (-serial stdio) and the guest gets as keys.
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		pr.Close()
+		pw.Close()
+		logFile.Close()
+		return nil, fmt.Errorf("console input pipe: %w", err)
+	}
 	qmpSocket := filepath.Join(dir, "qmp.sock")
 	var raw io.Writer = logFile
 	if cfg.Echo != nil {
@@ -256,17 +266,22 @@ func start(ctx context.Context, cfg Config) (*VM, error) {
 		consoleDone: make(chan struct{}),
 	}
 	v.cmd = exec.Command(cfg.Host.QEMU, cfg.qemuArgs("stdio", qmpSocket, ports)...)
+	v.cmd.Stdin = inR
 	v.cmd.Stdout = pw
+	v.serial = inW
 	v.cmd.Stderr = v.stderr
 	v.started = time.Now()
 	v.con = newConsole(v.started, raw)
 	if err := v.cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
+		inR.Close()
+		inW.Close()
 		logFile.Close()
 		return nil, fmt.Errorf("starting QEMU: %w", err)
 	}
 	pw.Close()
+	inR.Close()
 	go func() {
 		// Errors here can only come from the log file; the console in
 		// memory keeps everything that was read.
@@ -423,6 +438,19 @@ func (v *VM) QMP(command string, args any) (json.RawMessage, error) {
 	return v.qmp.execute(command, args, qmpTimeout)
 }
 
+// Type writes s to the guest's serial console, as keys typed on a
+// terminal: Enter is "\r", Ctrl-C "\x03". QEMU hands the bytes to the UART
+// as fast as the guest takes them.
+func (v *VM) Type(s string) error {
+	if v.Exited() {
+		return errors.New("typing on the serial console: QEMU has exited")
+	}
+	if _, err := io.WriteString(v.serial, s); err != nil {
+		return fmt.Errorf("typing on the serial console: %w", err)
+	}
+	return nil
+}
+
 // Powerdown presses the ACPI power button (QMP system_powerdown).
 func (v *VM) Powerdown() error {
 	_, err := v.QMP("system_powerdown", nil)
@@ -512,6 +540,7 @@ func (v *VM) Kill() error {
 		case <-v.consoleDone:
 		case <-time.After(5 * time.Second):
 		}
+		v.serial.Close()
 		if v.qmp != nil {
 			v.qmp.close()
 		}

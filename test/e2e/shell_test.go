@@ -104,8 +104,6 @@ func TestDebugShell(t *testing.T) {
 		expectOutput(t, "cat", shellRun(ctx, t, v, prompt, "cat /proc/cmdline"), `photon\.debug=shell`)
 		// Tab completes "ini" to "init.yaml" over the serial line.
 		expectOutput(t, "completion", shellRun(ctx, t, v, prompt, "cat /etc/photon/ini\t"), `^hostname: `+shellHost+`$`)
-		shellRun(ctx, t, v, prompt, "photonctl version")
-		shellRun(ctx, t, v, prompt, "photonctl ps")
 		shellRun(ctx, t, v, prompt, "cd /etc/photon")
 		expectOutput(t, "relative", shellRun(ctx, t, v, prompt, "pwd"), `^/etc/photon$`)
 		expectOutput(t, "relative", shellRun(ctx, t, v, prompt, "cat init.yaml"), `^hostname: `+shellHost+`$`)
@@ -250,5 +248,42 @@ func TestDebugShellBinSh(t *testing.T) {
 			t.Fatal(err)
 		}
 		expectShutdown(t, v, "shutdown: poweroff requested (", "reboot(POWER_OFF)", "reboot: Power down")
+	})
+}
+
+// TestDebugShellContainers: from the built-in shell on the serial console,
+// photonctl's verbs reach the control socket: the containers, a
+// container's logs, a command run inside it (with and without a TTY), the
+// boot timeline; then poweroff stops the container before the machine.
+func TestDebugShellContainers(t *testing.T) {
+	forEachMachine(t, []vm.Machine{vm.Q35}, func(t *testing.T, m vm.Machine) {
+		overlay := t.TempDir()
+		if err := os.CopyFS(filepath.Join(overlay, "images", "busybox"), os.DirFS(busyboxImage(t))); err != nil {
+			t.Fatal(err)
+		}
+		files := vm.Overlay{
+			"etc/photon/init.yaml": "hostname: " + shellHost + "\n",
+			"etc/photon/containers/web.yaml": "image: oci:/images/busybox:latest\nnetwork_mode: host\n" +
+				"command: [/bin/sh, -c, 'echo hello from web; exec /bin/busybox sleep 100000']\n",
+		}
+		host := vm.HostT(t)
+		img := vm.InitramfsT(t, host, files, vm.BuildOptions{Compress: "none", OverlayDir: overlay})
+		v := vm.StartT(t, vm.Config{Host: host, Machine: m, Initramfs: img, MemoryMB: 768, KernelArgs: []string{"photon.debug=shell"}})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*vmTimeout)
+		defer cancel()
+		waitAnyOrder(ctx, t, v, vm.BootComplete.String(), `hello from web`)
+		prompt := promptOf(shellHost)
+		expectOutput(t, "photonctl ps", shellRun(ctx, t, v, prompt, "photonctl ps"), `^NAME\b`, `^web\s.*\brunning\b`)
+		expectOutput(t, "photonctl logs", shellRun(ctx, t, v, prompt, "photonctl logs web"), `hello from web$`)
+		expectOutput(t, "logs", shellRun(ctx, t, v, prompt, "logs --tail 1 web"), `hello from web$`)
+		expectOutput(t, "photonctl exec", shellRun(ctx, t, v, prompt, "photonctl exec web cat /etc/hostname"), `^web$`)
+		// exec asks for a TTY: the container's command gets one.
+		expectOutput(t, "exec", shellRun(ctx, t, v, prompt, "exec web sh -c 'test -t 0 && echo tty in web'"), `^tty in web$`)
+		expectOutput(t, "timeline", shellRun(ctx, t, v, prompt, "photonctl timeline"), `apifs`, `debug-shell`)
+		shellRun(ctx, t, v, prompt, "poweroff")
+		expectShutdown(t, v, "shutdown: poweroff requested (debug shell)", "reboot(POWER_OFF)", "reboot: Power down")
+		if _, ok := v.Find(regexp.MustCompile(`shutdown: stop-containers`)); !ok {
+			t.Error("the containers were not stopped before the poweroff")
+		}
 	})
 }

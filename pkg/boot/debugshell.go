@@ -300,19 +300,13 @@ func (m *Machine) runProgram(cmd *exec.Cmd) (int, error) {
 // shellPower is the shell's poweroff, reboot and halt: the machine's own
 // orderly shutdown.
 func (m *Machine) shellPower(action string) error {
-	var a power.Action
-	switch action {
-	case "poweroff":
-		a = power.Poweroff
-	case "reboot":
-		a = power.Reboot
-	case "halt":
-		a = power.Halt
-	default:
-		return fmt.Errorf("unknown power action %q", action)
+	for _, a := range []power.Action{power.Poweroff, power.Reboot, power.Halt} {
+		if a.String() == action {
+			m.Request(power.Request{Action: a, Reason: "debug shell"})
+			return nil
+		}
 	}
-	m.Request(power.Request{Action: a, Reason: "debug shell"})
-	return nil
+	return fmt.Errorf("unknown power action %q", action)
 }
 
 // consoleLogLevel returns the kernel's console log level (the first field
@@ -341,7 +335,9 @@ func followKernelLog(ctx context.Context, kmsg string, level int, delay time.Dur
 	defer f.Close()
 	stop := context.AfterFunc(ctx, func() { f.Close() })
 	defer stop()
-	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+	// From the end: only new messages. (A FIFO, as in tests, cannot seek
+	// and has no past anyway.)
+	if _, err := f.Seek(0, io.SeekEnd); err != nil && !errors.Is(err, syscall.ESPIPE) {
 		return fmt.Errorf("seek %s: %w", kmsg, err)
 	}
 	timer := time.AfterFunc(time.Hour, func() { _ = safe.Call("redraw", func() error { redraw(); return nil }) })
@@ -356,10 +352,22 @@ func followKernelLog(ctx context.Context, kmsg string, level int, delay time.Dur
 		if err != nil {
 			return err
 		}
-		if l, ok := kmsgLevel(buf[:n]); ok && l < level {
+		if kmsgShown(buf[:n], level) {
 			timer.Reset(delay)
 		}
 	}
+}
+
+// kmsgShown reports whether a read of kmsg holds a record that the kernel
+// prints on the console: its level is below the console's. /dev/kmsg gives
+// one record a read; its continuation lines start with a space.
+func kmsgShown(data []byte, level int) bool {
+	for _, rec := range bytes.Split(data, []byte("\n")) {
+		if l, ok := kmsgLevel(rec); ok && l < level {
+			return true
+		}
+	}
+	return false
 }
 
 // kmsgLevel returns the level of a /dev/kmsg record

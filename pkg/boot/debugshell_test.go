@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/photon-init/photon-init/pkg/boot/power"
 	"github.com/photon-init/photon-init/pkg/boot/reaper"
@@ -158,26 +161,32 @@ func TestKmsgLevel(t *testing.T) {
 }
 
 func TestFollowKernelLog(t *testing.T) {
-	w, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
-	if err != nil {
-		t.Skipf("cannot write the kernel log here: %v", err)
+	// A FIFO stands for /dev/kmsg: records are written to it as the kernel
+	// would give them.
+	kmsg := filepath.Join(t.TempDir(), "kmsg")
+	if err := unix.Mkfifo(kmsg, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	defer w.Close()
 	var redraws atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- followKernelLog(ctx, "/dev/kmsg", 5, 20*time.Millisecond, func() { redraws.Add(1) })
+		done <- followKernelLog(ctx, kmsg, 5, 20*time.Millisecond, func() { redraws.Add(1) })
 	}()
-	time.Sleep(100 * time.Millisecond)
-	// Level 6 is below no console level of 5: no redraw. Level 3 is.
-	w.Write([]byte("<6>photon-init unit test: an info line (no redraw)\n"))
+	w, err := os.OpenFile(kmsg, os.O_WRONLY, 0) // waits for the reader
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// Level 6 is not below the console level of 5: no redraw.
+	w.Write([]byte("6,100,5000,-;an info line\n SUBSYSTEM=x\n"))
 	time.Sleep(200 * time.Millisecond)
 	if n := redraws.Load(); n != 0 {
 		t.Errorf("%d redraws after an info line", n)
 	}
-	w.Write([]byte("<3>photon-init unit test: two error lines\n"))
-	w.Write([]byte("<3>photon-init unit test: (one redraw after both)\n"))
+	// Two error lines close together: one redraw after both.
+	w.Write([]byte("3,101,5001,-;an error\n"))
+	w.Write([]byte("3,102,5002,-;another error\n"))
 	deadline := time.Now().Add(5 * time.Second)
 	for redraws.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -191,5 +200,24 @@ func TestFollowKernelLog(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("followKernelLog did not end with its context")
+	}
+}
+
+func TestKmsgShown(t *testing.T) {
+	tests := []struct {
+		data  string
+		level int
+		want  bool
+	}{
+		{"6,1,2,-;info\n", 7, true},
+		{"6,1,2,-;info\n", 6, false},
+		{"6,1,2,-;info\n SUBSYSTEM=pci\n", 4, false},
+		{"7,1,2,-;debug\n4,2,3,-;warning\n", 5, true},
+		{"garbage", 7, false},
+	}
+	for _, tt := range tests {
+		if got := kmsgShown([]byte(tt.data), tt.level); got != tt.want {
+			t.Errorf("kmsgShown(%q, %d) = %v", tt.data, tt.level, got)
+		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/photon-init/photon-init/pkg/shell/shelltest"
 )
 
 // lineTerminal is a terminal that is not a tty: its input is fixed, its
@@ -31,19 +33,6 @@ func (l *lineTerminal) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.out.Write(p)
-}
-
-// runProgram runs a program as a test's ProgramRunner.
-func runProgram(cmd *exec.Cmd) (int, error) {
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), nil
-	}
-	if err != nil {
-		return -1, err
-	}
-	return 0, nil
 }
 
 // runLines runs a shell over the given input lines (no tty) and returns
@@ -356,7 +345,7 @@ func TestProgramCtl(t *testing.T) {
 	if err != nil {
 		t.Skip("no echo program")
 	}
-	got := runLines(t, Options{Commands: CtlCommands(ProgramCtl(echo, "ctl")), RunProgram: runProgram}, "logs web", "photonctl ps")
+	got := runLines(t, Options{Commands: CtlCommands(ProgramCtl(echo, "ctl")), RunProgram: shelltest.RunProgram}, "logs web", "photonctl ps")
 	if got != "ctl logs web\nctl ps" {
 		t.Errorf("output %q", got)
 	}
@@ -366,7 +355,7 @@ func TestProgramCtl(t *testing.T) {
 }
 
 func TestPrograms(t *testing.T) {
-	got := runLines(t, Options{RunProgram: runProgram, Dir: "/tmp"}, "sh -c 'echo out; echo err >&2; pwd; exit 3'", "true")
+	got := runLines(t, Options{RunProgram: shelltest.RunProgram, Dir: "/tmp"}, "sh -c 'echo out; echo err >&2; pwd; exit 3'", "true")
 	if got != "out\nerr\n/tmp" {
 		t.Errorf("output %q", got)
 	}

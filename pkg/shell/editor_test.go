@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -266,4 +267,42 @@ func TestEditorNewlineBeforePrompt(t *testing.T) {
 	if !strings.HasPrefix(buf.String(), "\r\n> ") {
 		t.Errorf("prompt after unterminated output: %q", buf.String())
 	}
+}
+
+func TestEditorPromptFollows(t *testing.T) {
+	var buf bytes.Buffer
+	in := &blockingReader{data: []byte("ls"), wait: make(chan struct{})}
+	e := NewEditor(in, &buf, nil)
+	host := "photon"
+	var mu sync.Mutex
+	e.promptFunc = func() string { mu.Lock(); defer mu.Unlock(); return host + "# " }
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.ReadLine("photon# ")
+	}()
+	for i := 0; ; i++ {
+		e.mu.Lock()
+		ready := string(e.buf) == "ls"
+		e.mu.Unlock()
+		if ready {
+			break
+		}
+		if i > 1000 {
+			t.Fatal("editor did not take the input")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	host = "web"
+	mu.Unlock()
+	e.Redraw()
+	e.mu.Lock()
+	got := buf.String()
+	e.mu.Unlock()
+	if !strings.HasSuffix(got, "\rweb# ls\x1b[K") {
+		t.Errorf("redraw after the host name changed: %q", got)
+	}
+	close(in.wait)
+	<-done
 }

@@ -57,19 +57,6 @@ func startShell(t *testing.T, opts shell.Options) (*shelltest.PTY, *shell.Shell,
 	return pty, s, r
 }
 
-// runProgram is a ProgramRunner for tests (no reaper here).
-func runProgram(cmd *exec.Cmd) (int, error) {
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), nil
-	}
-	if err != nil {
-		return -1, err
-	}
-	return 0, nil
-}
-
 func TestShellOnATerminal(t *testing.T) {
 	var logBuf strings.Builder
 	var logMu sync.Mutex
@@ -88,7 +75,7 @@ func TestShellOnATerminal(t *testing.T) {
 		return nil
 	}}
 	pty, s, done := startShell(t, shell.Options{Banner: "photon-init debug shell: test", Log: log,
-		Commands: []shell.Command{boom, stuck}, RunProgram: runProgram, Dir: "/"})
+		Commands: []shell.Command{boom, stuck}, RunProgram: shelltest.RunProgram, Dir: "/"})
 	pty.WaitFor(t, "photon-init debug shell: test\r\n")
 	pty.WaitFor(t, ":/# ")
 
@@ -232,12 +219,12 @@ func TestNewNeedsATerminal(t *testing.T) {
 
 func TestRunOnTerminal(t *testing.T) {
 	pty := shelltest.Open(t)
-	code, err := shell.RunOnTerminal(pty.Slave, exec.Command("sh", "-c", "test -t 1 && echo on-tty; exit 7"), runProgram)
+	code, err := shell.RunOnTerminal(pty.Slave, exec.Command("sh", "-c", "test -t 1 && echo on-tty; exit 7"), shelltest.RunProgram)
 	if err != nil || code != 7 {
 		t.Errorf("RunOnTerminal = %d, %v; want 7", code, err)
 	}
 	pty.WaitFor(t, "on-tty\r\n")
-	if _, err := shell.RunOnTerminal(nil, exec.Command("true"), runProgram); err == nil {
+	if _, err := shell.RunOnTerminal(nil, exec.Command("true"), shelltest.RunProgram); err == nil {
 		t.Error("RunOnTerminal without a terminal succeeded")
 	}
 }

@@ -60,6 +60,30 @@ func shellRun(ctx context.Context, t *testing.T, v *vm.VM, prompt *regexp.Regexp
 	return out
 }
 
+// typeWait types keys on the serial console and waits for a line that
+// matches pattern.
+func typeWait(ctx context.Context, t *testing.T, v *vm.VM, keys, pattern string) {
+	t.Helper()
+	if err := v.Type(keys); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.WaitFor(ctx, regexp.MustCompile(pattern)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shellEnded is the console's line after a debug shell ended.
+const shellEnded = `the debug shell ended; press Enter on this console for another`
+
+// powerButton presses the power button and checks the clean shutdown.
+func powerButton(t *testing.T, v *vm.VM) {
+	t.Helper()
+	if err := v.Powerdown(); err != nil {
+		t.Fatal(err)
+	}
+	expectShutdown(t, v, "shutdown: poweroff requested (", "reboot(POWER_OFF)", "reboot: Power down")
+}
+
 // expectOutput checks that some output line matches each pattern.
 func expectOutput(t *testing.T, cmd string, out []string, patterns ...string) {
 	t.Helper()
@@ -128,25 +152,12 @@ func TestDebugShellEnter(t *testing.T) {
 		}
 		prompt := promptOf(shellHost)
 		for i := 0; i < 2; i++ {
-			if err := v.Type("\r"); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := v.WaitFor(ctx, regexp.MustCompile(`photon-init debug shell: Enter was pressed on the console \(photon\.debug is set\)`)); err != nil {
-				t.Fatal(err)
-			}
+			typeWait(ctx, t, v, "\r", `photon-init debug shell: Enter was pressed on the console \(photon\.debug is set\)`)
 			expectOutput(t, "echo", shellRun(ctx, t, v, prompt, "echo 'hello  there'"), `^hello  there$`)
 			waitPrompt(ctx, t, v, prompt, 0)
-			if err := v.Type("exit\r"); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := v.WaitFor(ctx, regexp.MustCompile(`the debug shell ended; press Enter on this console for another`)); err != nil {
-				t.Fatal(err)
-			}
+			typeWait(ctx, t, v, "exit\r", shellEnded)
 		}
-		if err := v.Powerdown(); err != nil {
-			t.Fatal(err)
-		}
-		expectShutdown(t, v, "shutdown: poweroff requested (", "reboot(POWER_OFF)", "reboot: Power down")
+		powerButton(t, v)
 	})
 }
 
@@ -164,10 +175,7 @@ func TestDebugShellNotOffered(t *testing.T) {
 		if l, ok := v.Find(regexp.MustCompile(`debug shell|press Enter`)); ok {
 			t.Errorf("a debug shell was offered without photon.debug: %q", l.Text)
 		}
-		if err := v.Powerdown(); err != nil {
-			t.Fatal(err)
-		}
-		expectShutdown(t, v, "shutdown: poweroff requested (", "reboot(POWER_OFF)", "reboot: Power down")
+		powerButton(t, v)
 	})
 }
 
@@ -232,22 +240,9 @@ func TestDebugShellBinSh(t *testing.T) {
 		// busybox sh reads lines in its own editor; its terminal is a
 		// pseudo-terminal relayed to the console (a session leader's exit
 		// would hang up a real tty).
-		if err := v.Type("echo sum=$((6*7)) tty=$(busybox tty)\r"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := v.WaitFor(ctx, regexp.MustCompile(`^sum=42 tty=/dev/pts/\d+$`)); err != nil {
-			t.Fatal(err)
-		}
-		if err := v.Type("exit\r"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := v.WaitFor(ctx, regexp.MustCompile(`the debug shell ended; press Enter on this console for another`)); err != nil {
-			t.Fatal(err)
-		}
-		if err := v.Powerdown(); err != nil {
-			t.Fatal(err)
-		}
-		expectShutdown(t, v, "shutdown: poweroff requested (", "reboot(POWER_OFF)", "reboot: Power down")
+		typeWait(ctx, t, v, "echo sum=$((6*7)) tty=$(busybox tty)\r", `^sum=42 tty=/dev/pts/\d+$`)
+		typeWait(ctx, t, v, "exit\r", shellEnded)
+		powerButton(t, v)
 	})
 }
 

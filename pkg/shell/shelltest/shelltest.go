@@ -5,8 +5,10 @@ package shelltest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -124,4 +126,18 @@ func (p *PTY) Wait(want string, timeout time.Duration) (string, error) {
 			return "", fmt.Errorf("the terminal did not show %q within %v; it showed after the last match:\n%q", want, timeout, rest)
 		}
 	}
+}
+
+// RunProgram is a program runner for tests, which have no reaper: it runs
+// cmd and returns its exit code.
+func RunProgram(cmd *exec.Cmd) (int, error) {
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return -1, err
+	}
+	return 0, nil
 }

@@ -28,6 +28,7 @@ func (w containerWorkload) Start(ctx context.Context, env boot.WorkloadEnv) erro
 	}
 	if env.Network != nil {
 		e.NetworkOnline = env.Network.Online()
+		e.ResolvConf = env.Network.ResolvConf
 	}
 	err := w.engine.Start(ctx, e)
 	var m api.Machine

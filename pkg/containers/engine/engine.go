@@ -75,6 +75,10 @@ type Env struct {
 	// online: registry pulls wait for it. Nil means the network is
 	// assumed ready (a host under another init).
 	NetworkOnline <-chan struct{}
+	// ResolvConf, if set, gives the machine's current resolv.conf and a
+	// channel closed at its next change (pkg/net/hostnet): every
+	// container's /etc/resolv.conf is rewritten in place when it changes.
+	ResolvConf func() ([]byte, <-chan struct{})
 	// CgroupParent is the cgroup under which each container gets its own
 	// ("" = the runtime's default, /photon).
 	CgroupParent string
@@ -192,6 +196,9 @@ func (e *Engine) Start(ctx context.Context, env Env) error {
 		log.Info(fmt.Sprintf("containers: starting %d (%d invalid)", len(cs), len(invalid)))
 	}
 	sup.Start(ctx, withImplicitDependencies(cs), invalid)
+	if env.ResolvConf != nil {
+		safe.Go(log, "resolv.conf", func() { e.followResolvConf(ctx, log, env.ResolvConf) })
+	}
 	safe.Go(log, "manifest watcher", func() {
 		err := watch.Run(ctx, watch.Options{Dir: e.paths.Manifests, Log: log}, func(set watch.Set) {
 			sup.Reconcile(ctx, withImplicitDependencies(set.Containers), supervisor.InvalidFromErrors(set.Errors))
@@ -390,4 +397,26 @@ func withImplicitDependencies(cs []*manifest.Container) []*manifest.Container {
 		c.DependsOn[target] = manifest.Dependency{Condition: manifest.ConditionStarted, Required: true, Restart: true}
 	}
 	return cs
+}
+
+// followResolvConf rewrites every container's /etc/resolv.conf (the file
+// the runtime generated and bind-mounted, DATA/containers/NAME/resolv.conf)
+// in place, same inode, whenever the machine's changes: a DHCP lease that
+// arrives after a container started reaches it.
+func (e *Engine) followResolvConf(ctx context.Context, log *slog.Logger, current func() ([]byte, <-chan struct{})) {
+	for {
+		_, changed := current()
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+		data, _ := current()
+		files, _ := filepath.Glob(filepath.Join(e.paths.Data, "containers", "*", "resolv.conf"))
+		for _, f := range files {
+			if err := os.WriteFile(f, data, 0o644); err != nil {
+				log.Warn("containers: update resolv.conf", "file", f, "err", err)
+			}
+		}
+	}
 }

@@ -39,16 +39,21 @@ func TestFollowResolvConf(t *testing.T) {
 
 	var mu sync.Mutex
 	content, changed := []byte("# none yet\n"), make(chan struct{})
+	asked := make(chan struct{}, 1)
 	current := func() ([]byte, <-chan struct{}) {
 		mu.Lock()
 		defer mu.Unlock()
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
 		return content, changed
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go e.followResolvConf(ctx, slog.New(slog.DiscardHandler), current)
 
-	time.Sleep(20 * time.Millisecond) // let it wait for the first change
+	<-asked // it holds the channel of the first change
 	const lease = "nameserver 10.0.2.3\nsearch example.com\n"
 	mu.Lock()
 	content = []byte(lease)

@@ -1,6 +1,7 @@
 package shell
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -88,6 +89,29 @@ func (e *Editor) Feed(p []byte) {
 	e.inMu.Lock()
 	defer e.inMu.Unlock()
 	e.pending = append(e.pending, p...)
+}
+
+// takeInput returns the type-ahead not decoded yet and drops it: for a
+// program that reads the terminal next.
+func (e *Editor) takeInput() []byte {
+	e.inMu.Lock()
+	defer e.inMu.Unlock()
+	p := e.pending
+	e.pending = nil
+	return p
+}
+
+// takeInterrupt reports whether the type-ahead holds a Ctrl-C, and then
+// drops it all: a Ctrl-C typed right behind a command (a serial line may
+// deliver both in one read) interrupts that command.
+func (e *Editor) takeInterrupt() bool {
+	e.inMu.Lock()
+	defer e.inMu.Unlock()
+	if bytes.IndexByte(e.pending, 0x03) < 0 {
+		return false
+	}
+	e.pending = nil
+	return true
 }
 
 // DiscardInput drops type-ahead not decoded yet (after Ctrl-C).

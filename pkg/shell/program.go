@@ -48,14 +48,14 @@ func RunOnTerminal(term *os.File, cmd *exec.Cmd, run ProgramRunner) (int, error)
 		return -1, err
 	}
 	defer mode.cooked()
-	return relayProgram(term, mode.saved, term, cmd, run)
+	return relayProgram(term, mode.saved, term, nil, cmd, run)
 }
 
 // relayProgram runs cmd through run on a new pseudo-terminal whose line
-// settings are the cooked ones of console (tio), copying what is typed on
-// term (in raw mode) to it and what it shows to out, until the program has
-// ended and its output is drained.
-func relayProgram(term *os.File, tio unix.Termios, out io.Writer, cmd *exec.Cmd, run ProgramRunner) (int, error) {
+// settings are the cooked ones of console (tio), copying typeahead and
+// then what is typed on term (in raw mode) to it and what it shows to out,
+// until the program has ended and its output is drained.
+func relayProgram(term *os.File, tio unix.Termios, out io.Writer, typeahead []byte, cmd *exec.Cmd, run ProgramRunner) (int, error) {
 	// The console turns LF into CR LF already (raw mode keeps ONLCR, for
 	// photon-init's messages): the pseudo-terminal must not do it again.
 	ptyTio := cookedTermios(tio)
@@ -82,6 +82,11 @@ func relayProgram(term *os.File, tio unix.Termios, out io.Writer, cmd *exec.Cmd,
 	go func() {
 		defer close(inDone)
 		_ = safe.Call("relay input", func() error {
+			if len(typeahead) > 0 {
+				if _, err := master.Write(typeahead); err != nil {
+					return err
+				}
+			}
 			buf := make([]byte, 256)
 			for {
 				n, err := term.Read(buf)

@@ -255,6 +255,10 @@ func (s *Shell) runCommand(ctx context.Context, args []string) error {
 	defer cancel()
 	env := &Env{Stdout: out, Stderr: out, shell: s, cancel: cancel}
 	env.watch = s.watchInterrupt(cancel)
+	if s.ed.takeInterrupt() {
+		fmt.Fprint(s.ed.Writer(), "^C\n")
+		cancel()
+	}
 	done := make(chan error, 1)
 	go func() {
 		done <- safe.Call(args[0], func() error { return cmd.Run(cctx, env, args) })
@@ -484,7 +488,7 @@ func (e *Env) ExecCmd(ctx context.Context, cmd *exec.Cmd) error {
 	var code int
 	var err error
 	if f, ok := s.term.(*os.File); ok && s.mode != nil {
-		code, err = relayProgram(f, s.mode.saved, s.ed.Writer(), cmd, s.opts.RunProgram)
+		code, err = relayProgram(f, s.mode.saved, s.ed.Writer(), s.ed.takeInput(), cmd, s.opts.RunProgram)
 	} else {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, e.Stdout, e.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -117,6 +117,20 @@ func TestShellOnATerminal(t *testing.T) {
 			t.Errorf("Ctrl-C took %v", d)
 		}
 	})
+	t.Run("a Ctrl-C typed right behind the command stops it", func(t *testing.T) {
+		start := time.Now()
+		pty.Paste(t, "sleep 30\r\x03")
+		pty.WaitFor(t, "sleep 30\r\n^C\r\n")
+		pty.WaitFor(t, ":/# ")
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("Ctrl-C took %v", d)
+		}
+	})
+	t.Run("type-ahead goes to the program that reads next", func(t *testing.T) {
+		pty.Paste(t, "sh -c 'read x; echo got-$x'\rtyped-ahead\r")
+		pty.WaitFor(t, "got-typed-ahead\r\n")
+		pty.WaitFor(t, ":/# ")
+	})
 	t.Run("type-ahead during a command is kept", func(t *testing.T) {
 		pty.Type(t, "sleep 0.3\r")
 		pty.WaitFor(t, "sleep 0.3\r\n")

@@ -128,6 +128,19 @@ func TestDebugShell(t *testing.T) {
 		expectOutput(t, "cat", shellRun(ctx, t, v, prompt, "cat /proc/cmdline"), `photon\.debug=shell`)
 		// Tab completes "ini" to "init.yaml" over the serial line.
 		expectOutput(t, "completion", shellRun(ctx, t, v, prompt, "cat /etc/photon/ini\t"), `^hostname: `+shellHost+`$`)
+		// Ctrl-C stops a built-in command: typed right behind it (one
+		// read of the serial line), and typed while it runs.
+		start := time.Now()
+		expectOutput(t, "Ctrl-C", shellRun(ctx, t, v, prompt, "sleep 100\r\x03"), `^\^C$`)
+		waitPrompt(ctx, t, v, prompt, 0)
+		before := len(v.Lines()) - 1
+		typeWait(ctx, t, v, "sleep 100\r", `# sleep 100$`)
+		time.Sleep(300 * time.Millisecond)
+		typeWait(ctx, t, v, "\x03", `^\^C$`)
+		waitPrompt(ctx, t, v, prompt, before+1)
+		if d := time.Since(start); d > 30*time.Second {
+			t.Errorf("Ctrl-C took %v to stop sleep", d)
+		}
 		shellRun(ctx, t, v, prompt, "cd /etc/photon")
 		expectOutput(t, "relative", shellRun(ctx, t, v, prompt, "pwd"), `^/etc/photon$`)
 		expectOutput(t, "relative", shellRun(ctx, t, v, prompt, "cat init.yaml"), `^hostname: `+shellHost+`$`)

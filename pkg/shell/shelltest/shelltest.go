@@ -86,6 +86,15 @@ func (p *PTY) Type(t testing.TB, s string) {
 	}
 }
 
+// Paste writes s to the terminal in one write, as a fast line or a paste
+// delivers several keys at once.
+func (p *PTY) Paste(t testing.TB, s string) {
+	t.Helper()
+	if _, err := p.master.Write([]byte(s)); err != nil {
+		t.Fatalf("pasting %q: %v", s, err)
+	}
+}
+
 // Screen returns everything the terminal showed so far.
 func (p *PTY) Screen() string {
 	p.mu.Lock()

@@ -22,10 +22,15 @@ type Netlink interface {
 // kernelNetlink asks the kernel of the calling thread's network namespace.
 type kernelNetlink struct{}
 
+// LinkList lists the links.
 func (kernelNetlink) LinkList() ([]netlink.Link, error) { return netlink.LinkList() }
+
+// AddrList lists a link's addresses.
 func (kernelNetlink) AddrList(l netlink.Link, family int) ([]netlink.Addr, error) {
 	return netlink.AddrList(l, family)
 }
+
+// RouteList lists the main table's routes, of one link when l is not nil.
 func (kernelNetlink) RouteList(l netlink.Link, family int) ([]netlink.Route, error) {
 	return netlink.RouteList(l, family)
 }

@@ -43,6 +43,7 @@ type Command struct {
 // for it, the command has said why.
 type ExitError struct{ Code int }
 
+// Error says the exit status.
 func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
 
 // errExit is what the exit command returns to end the shell.

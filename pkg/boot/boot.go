@@ -232,7 +232,7 @@ func (m *Machine) runPlan(ctx context.Context, plan []Phase) error {
 				end(err)
 				if err != nil {
 					m.reportStepError(st.Name, err)
-					if st.Fatal {
+					if st.Fatal || errors.Is(err, errFatal) {
 						errs[i] = fmt.Errorf("boot step %s: %w", st.Name, err)
 					}
 				}
@@ -245,6 +245,19 @@ func (m *Machine) runPlan(ctx context.Context, plan []Phase) error {
 	}
 	return nil
 }
+
+// errFatal is matched by the error of a step that is not fatal by itself
+// but failed in a way the boot cannot go on from (a required mount).
+var errFatal = errors.New("fatal")
+
+// fatalError makes a step's error fatal (see errFatal).
+type fatalError struct{ error }
+
+func (e fatalError) Unwrap() error        { return e.error }
+func (e fatalError) Is(target error) bool { return target == errFatal }
+
+// fatal marks err as one the boot cannot go on from.
+func fatal(err error) error { return fatalError{err} }
 
 // reportStepError shows a step's error, one console line per line of it.
 func (m *Machine) reportStepError(step string, err error) {

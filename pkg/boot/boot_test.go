@@ -59,6 +59,14 @@ func TestRunPlan(t *testing.T) {
 			wantSteps: []string{"a/one", "a/sibling"},
 		},
 		{
+			name: "an error marked fatal stops a non-fatal step's boot (a required mount)",
+			plan: []Phase{{"a", []Step{{Name: "mounts", Run: func(*Machine, context.Context) error {
+				return fatal(errors.New("required mount LABEL=x on /data: no such disk"))
+			}}}}, {"b", []Step{{Name: "two", Run: ok}}}},
+			wantErr:   "boot step mounts: required mount LABEL=x on /data: no such disk",
+			wantSteps: []string{"a/mounts"},
+		},
+		{
 			name:      "panic is a failure, not a crash",
 			plan:      []Phase{{"a", []Step{{Name: "one", Run: boom}}}, {"b", []Step{{Name: "two", Run: ok}}}},
 			wantSteps: []string{"a/one", "b/two"},

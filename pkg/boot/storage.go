@@ -25,7 +25,8 @@ const Sysroot = "/sysroot"
 // are loaded and before the network and the containers: it switches to a
 // real root when one is named, then mounts init.yaml's mounts: in order.
 // A missing disk is reported after its timeout and an unknown filesystem
-// fails its own entry only; the boot goes on either way.
+// fails its own entry only; the boot goes on, unless the entry is marked
+// required: then the machine stops in the emergency state.
 func (m *Machine) mountStorage(ctx context.Context) error {
 	mounter := &mounts.Mounter{
 		Log:            m.log,
@@ -58,6 +59,9 @@ func (m *Machine) mountStorage(ctx context.Context) error {
 	}
 	if err != nil {
 		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); errors.Is(err, mounts.ErrRequiredFailed) {
+		return fatal(err)
 	}
 	return errors.Join(errs...)
 }

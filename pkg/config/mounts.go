@@ -40,6 +40,10 @@ type Mount struct {
 	// (first boot of a new data disk); it needs mkfs.TYPE in the
 	// initramfs.
 	MkfsIfEmpty string `yaml:"mkfs_if_empty"`
+	// Required: the machine cannot run without this mount; when it fails
+	// the boot stops in the emergency state (with the debug shell on the
+	// console) instead of going on without it.
+	Required bool `yaml:"required"`
 }
 
 // Root is init.yaml's "root:": a real root filesystem to switch to from the
@@ -62,6 +66,7 @@ func (m Mount) Entry() mounts.Entry {
 	return mounts.Entry{
 		Source: m.Source, Target: m.Target, Type: m.Type, Options: m.Options,
 		Timeout: timeoutOrDefault(m.Timeout), MkfsIfEmpty: m.MkfsIfEmpty,
+		Required: m.Required,
 	}
 }
 

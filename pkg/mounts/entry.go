@@ -40,7 +40,22 @@ type Entry struct {
 	// MkfsIfEmpty formats a blank device with this filesystem type
 	// before mounting it (see MkfsTypes).
 	MkfsIfEmpty string
+	// Required marks a mount the machine cannot run without: MountAll's
+	// error for it matches ErrRequiredFailed (the boot drops to its
+	// emergency state instead of going on).
+	Required bool
 }
+
+// ErrRequiredFailed is matched (errors.Is) by MountAll's error when an entry
+// marked Required failed.
+var ErrRequiredFailed = errors.New("a required mount failed")
+
+// requiredError is the error of a failed required entry.
+type requiredError struct{ err error }
+
+func (e requiredError) Error() string        { return "required mount " + e.err.Error() }
+func (e requiredError) Unwrap() error        { return e.err }
+func (e requiredError) Is(target error) bool { return target == ErrRequiredFailed }
 
 // Filesystem types an Entry may name, by where their source comes from.
 var (
@@ -274,6 +289,9 @@ func (m *Mounter) MountAll(ctx context.Context, entries []Entry) ([]Mounted, err
 			m.log().Debug("mounts: no guard", "target", e.Target, "err", gerr)
 		} else {
 			err = fmt.Errorf("%w; %s is left empty and read-only", err, e.Target)
+		}
+		if e.Required {
+			err = requiredError{err}
 		}
 		errs = append(errs, err)
 	}

@@ -295,3 +295,31 @@ func TestDebugShellContainers(t *testing.T) {
 		}
 	})
 }
+
+// TestEmergencyShellRequiredMount: a required mount whose disk does not
+// exist stops the boot in the emergency state, and the debug shell comes
+// up on the console with the error shown; the machine still powers off
+// from it.
+func TestEmergencyShellRequiredMount(t *testing.T) {
+	forEachMachine(t, []vm.Machine{vm.Q35}, func(t *testing.T, m vm.Machine) {
+		config := "hostname: broken-mount\n" +
+			"mounts:\n" +
+			"  - source: LABEL=no-such-disk\n" +
+			"    target: /data\n" +
+			"    timeout: 1s\n" +
+			"    required: true\n"
+		host := vm.HostT(t)
+		img := vm.InitramfsT(t, host, vm.Overlay{"etc/photon/init.yaml": config}, vm.BuildOptions{Compress: "none"})
+		v := vm.StartT(t, vm.Config{Host: host, Machine: m, Initramfs: img})
+		ctx := phase(t)
+		const failure = `boot step mounts: required mount LABEL=no-such-disk on /data: `
+		waitAnyOrder(ctx, t, v, `EMERGENCY: `+regexp.QuoteMeta(failure), `photon-init debug shell: the boot failed: `+regexp.QuoteMeta(failure))
+		if _, ok := v.Find(vm.BootComplete); ok {
+			t.Error("the boot completed although a required mount failed")
+		}
+		prompt := promptOf("broken-mount")
+		expectOutput(t, "mount", shellRun(ctx, t, v, prompt, "mount"), `^photon-missing on /data type tmpfs \(ro`)
+		shellRun(ctx, t, v, prompt, "poweroff")
+		expectShutdown(t, v, "shutdown: poweroff requested (debug shell)", "reboot(POWER_OFF)", "reboot: Power down")
+	})
+}

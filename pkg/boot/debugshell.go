@@ -238,6 +238,11 @@ func (m *Machine) runShell(tty *os.File, output, reason string) {
 	banner := "photon-init debug shell: " + reason
 	m.log.Info("debug shell started", "console", tty.Name())
 	program := d.program
+	m.mu.Lock()
+	if m.config != nil && m.config.Debug.Shell != "" {
+		program = m.config.Debug.Shell // init.yaml's debug.shell
+	}
+	m.mu.Unlock()
 	if program == "" {
 		program = shellProgram
 	}

@@ -42,6 +42,8 @@ type Config struct {
 	Rlimits map[string]Scalar `yaml:"rlimits"`
 	// Console configures photon-init's own console output.
 	Console Console `yaml:"console"`
+	// Debug configures the debug shell on the console (photon.debug).
+	Debug Debug `yaml:"debug"`
 	// Registries configures image pulls from registries.
 	Registries Registries `yaml:"registries"`
 	// Containers holds machine-wide container settings.
@@ -53,6 +55,15 @@ type Config struct {
 	// Root is a real root filesystem to switch to from the initramfs;
 	// nil stays on the initramfs (unless photon.root= is given).
 	Root *Root `yaml:"root"`
+}
+
+// Debug configures the console's debug shell.
+type Debug struct {
+	// Shell is the program the debug shell runs (absolute path, started
+	// with "-i"), for instance a shell from a debug tool set copied into
+	// the initramfs; the default is /bin/sh when it exists, else the
+	// shell built into photon-init.
+	Shell string `yaml:"shell"`
 }
 
 // Registries configures pulls from container registries.

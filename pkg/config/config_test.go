@@ -97,6 +97,7 @@ containers:
 		{name: "bad insecure registry", text: "registries:\n  insecure:\n    - 10.0.2.100:5000\n    - \"http://x\"\n", wantErr: `init.yaml:4: registries.insecure: "http://x" is not a registry host`},
 		{name: "bad registry port", text: "registries:\n  insecure: [\"host:99999\"]\n", wantErr: `init.yaml:2: registries.insecure: "host:99999"`},
 		{name: "relative auth file", text: "registries:\n  auth_file: auth.json\n", wantErr: `init.yaml:2: registries.auth_file: "auth.json" is not an absolute path`},
+		{name: "relative debug shell", text: "debug:\n  shell: bin/sh\n", wantErr: `init.yaml:2: debug.shell: "bin/sh" is not an absolute path`},
 		{name: "relative containers dir", text: "containers:\n  dir: c\n", wantErr: `init.yaml:2: containers.dir: "c" is not an absolute path`},
 	}
 	for _, tt := range tests {

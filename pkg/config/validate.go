@@ -144,6 +144,9 @@ func (c *Config) validate(name string, root *yaml.Node) Errors {
 	if f := c.Registries.AuthFile; f != "" && !strings.HasPrefix(f, "/") {
 		add(lineOf(root, "registries", "auth_file"), "registries.auth_file: %q is not an absolute path", f)
 	}
+	if sh := c.Debug.Shell; sh != "" && !strings.HasPrefix(sh, "/") {
+		add(lineOf(root, "debug", "shell"), "debug.shell: %q is not an absolute path", sh)
+	}
 	if d := c.Containers.Dir; d != "" && !strings.HasPrefix(d, "/") {
 		add(lineOf(root, "containers", "dir"), "containers.dir: %q is not an absolute path", d)
 	}

@@ -124,6 +124,9 @@ func TestRunRoot(t *testing.T) {
 	if out := ctl("ps"); !strings.Contains(out, "hello") || !strings.Contains(out, "running") || !strings.Contains(out, "broken") {
 		t.Errorf("photonctl ps:\n%s", out)
 	}
+	if out := ctl("inspect", "-o", "json", "hello"); !strings.Contains(out, `"network": "bridge"`) || !strings.Contains(out, `"10.88.`) {
+		t.Errorf("photonctl inspect hello: no bridge address:\n%s", out)
+	}
 	if out := ctl("logs", "hello"); !strings.Contains(out, "hello from hello") {
 		t.Errorf("photonctl logs hello:\n%s", out)
 	}

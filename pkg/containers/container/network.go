@@ -324,3 +324,41 @@ func writeInPlace(path string, data []byte) error {
 	}
 	return nil
 }
+
+// NetworkInfo is where a created container is on the network, for people
+// and the control socket.
+type NetworkInfo struct {
+	// Mode is bridge, none, host or container:NAME.
+	Mode string
+	// Addresses are its addresses in CIDR form (bridge only).
+	Addresses []netip.Prefix
+	// Ports are its published ports.
+	Ports []portmap.Port
+}
+
+// NetworkInfo returns where the created container name is on the network;
+// false when the runtime has not created it.
+func (r *Runtime) NetworkInfo(name string) (NetworkInfo, bool) {
+	s := r.net
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mb, ok := s.members[name]
+	if !ok {
+		return NetworkInfo{}, false
+	}
+	info := NetworkInfo{Mode: mb.mode}
+	if mb.mode == "container" {
+		info.Mode = "container:" + mb.owner
+	}
+	if s.net != nil {
+		if ep, ok := s.net.Endpoint(mb.owner); ok {
+			if ep.Addr.IsValid() {
+				info.Addresses = append(info.Addresses, netip.PrefixFrom(ep.Addr, s.net.Subnet().Bits()))
+			}
+			if mb.owner == name {
+				info.Ports = append(info.Ports, ep.Ports...)
+			}
+		}
+	}
+	return info, true
+}

@@ -43,7 +43,7 @@ func (a *API) List(ctx context.Context) ([]api.ContainerInfo, error) {
 	st := sup.Status()
 	out := make([]api.ContainerInfo, 0, len(st))
 	for _, s := range st {
-		out = append(out, info(s))
+		out = append(out, a.info(s))
 	}
 	return out, nil
 }
@@ -56,7 +56,7 @@ func (a *API) Inspect(ctx context.Context, name string) (api.ContainerInfo, erro
 	}
 	for _, s := range sup.Status() {
 		if s.Name == name {
-			return info(s), nil
+			return a.info(s), nil
 		}
 	}
 	return api.ContainerInfo{}, notFound(name)
@@ -79,8 +79,34 @@ func mapErr(name string, err error) error {
 	return err
 }
 
-// info maps the supervisor's status to the API's.
-func info(s supervisor.Status) api.ContainerInfo {
+// info maps the supervisor's status, and the runtime's view of the
+// container's network, to the API's.
+func (a *API) info(s supervisor.Status) api.ContainerInfo {
+	ci := statusInfo(s)
+	a.e.mu.Lock()
+	rt := a.e.rt
+	a.e.mu.Unlock()
+	if rt == nil {
+		return ci
+	}
+	if n, ok := rt.NetworkInfo(s.Name); ok {
+		ci.Network = n.Mode
+		for _, p := range n.Addresses {
+			ci.Addresses = append(ci.Addresses, p.String())
+		}
+		for _, p := range n.Ports {
+			port := api.Port{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: p.Protocol}
+			if !p.Any() {
+				port.HostIP = p.HostIP.String()
+			}
+			ci.Ports = append(ci.Ports, port)
+		}
+	}
+	return ci
+}
+
+// statusInfo maps the supervisor's status to the API's.
+func statusInfo(s supervisor.Status) api.ContainerInfo {
 	ci := api.ContainerInfo{
 		Name: s.Name, File: s.File, Image: s.Image, ImageDigest: s.ImageDigest,
 		State: string(s.State), Reason: s.Reason, Pid: s.Pid,

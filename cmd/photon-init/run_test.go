@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"github.com/photon-init/photon-init/internal/nstest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,7 +67,7 @@ func TestRunRoot(t *testing.T) {
 	}
 
 	cgroup := fmt.Sprintf("photon-test-run-%d", os.Getpid())
-	t.Cleanup(func() { removeCgroups(cgroup) })
+	t.Cleanup(func() { nstest.RemoveCgroups(cgroup) })
 	cmd := exec.Command("unshare", "-m", "-n", "--propagation", "private", os.Args[0], "run", "--root", root, "--cgroup-parent", cgroup)
 	cmd.Env = append(os.Environ(), envAsMain+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -147,20 +148,5 @@ func TestRunRoot(t *testing.T) {
 	}
 	if took := time.Since(start); took > 8*time.Second {
 		t.Errorf("stopping took %v; the grace period is 1s", took)
-	}
-}
-
-// removeCgroups removes the test's cgroup parent from every hierarchy.
-func removeCgroups(parent string) {
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
-	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", parent))
-	for _, d := range dirs {
-		subs, _ := filepath.Glob(filepath.Join(d, "*"))
-		for _, s := range subs {
-			if st, err := os.Stat(s); err == nil && st.IsDir() {
-				_ = os.Remove(s)
-			}
-		}
-		_ = os.Remove(d)
 	}
 }

@@ -8,6 +8,7 @@ package nstest
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
 
@@ -50,5 +51,22 @@ func Private(t *testing.T) {
 	t.Helper()
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		t.Fatalf("make mounts private: %v", err)
+	}
+}
+
+// RemoveCgroups removes a test's cgroup parent, and the empty cgroups
+// directly below it, from every hierarchy under /sys/fs/cgroup (cgroup v1
+// and v2): what a test that runs containers under that parent leaves.
+func RemoveCgroups(parent string) {
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
+	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", parent))
+	for _, d := range dirs {
+		subs, _ := filepath.Glob(filepath.Join(d, "*"))
+		for _, s := range subs {
+			if st, err := os.Stat(s); err == nil && st.IsDir() {
+				_ = os.Remove(s)
+			}
+		}
+		_ = os.Remove(d)
 	}
 }

@@ -124,7 +124,7 @@ func TestReadinessGatesDependents(t *testing.T) {
 	rp := reaper.New(reaper.Options{Log: log})
 	go rp.Run(ctx)
 	cgroup := fmt.Sprintf("photon-engine-test-%d", os.Getppid())
-	defer removeCgroups(cgroup)
+	defer nstest.RemoveCgroups(cgroup)
 	e := New(paths)
 	if err := e.Start(ctx, Env{Log: log, Console: console, Reaper: rp, CgroupParent: cgroup}); err != nil {
 		t.Fatal(err)
@@ -177,21 +177,6 @@ func TestReadinessGatesDependents(t *testing.T) {
 	}
 	if startAt.Before(readyAt) {
 		t.Errorf("after-ready started at %v, before ready said READY=1 at %v", startAt, readyAt)
-	}
-}
-
-// removeCgroups removes the test's cgroup parent from every hierarchy.
-func removeCgroups(parent string) {
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
-	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", parent))
-	for _, d := range dirs {
-		subs, _ := filepath.Glob(filepath.Join(d, "*"))
-		for _, s := range subs {
-			if st, err := os.Stat(s); err == nil && st.IsDir() {
-				_ = os.Remove(s)
-			}
-		}
-		_ = os.Remove(d)
 	}
 }
 
@@ -270,7 +255,7 @@ func TestLogFlood(t *testing.T) {
 	rp := reaper.New(reaper.Options{Log: log})
 	go rp.Run(ctx)
 	cgroup := fmt.Sprintf("photon-engine-flood-%d", os.Getppid())
-	defer removeCgroups(cgroup)
+	defer nstest.RemoveCgroups(cgroup)
 	e := New(paths)
 	start := time.Now()
 	if err := e.Start(ctx, Env{Log: log, Console: con, Reaper: rp, CgroupParent: cgroup}); err != nil {

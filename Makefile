@@ -16,6 +16,8 @@ bin/photon-init: $(shell find cmd pkg -name '*.go' 2>/dev/null) go.mod go.sum
 # --- dependencies, tests, benchmark, demo (see README.md) ---
 
 BENCH_N    ?= 5
+# more flags for the benchmark, e.g. make bench BENCH_FLAGS='-sections boot,size'
+BENCH_FLAGS ?=
 # go test -run pattern for test-e2e, e.g. make test-e2e RUN='TestPoweroff/microvm'
 RUN        ?=
 E2E_FLAGS  ?= -count=1 -timeout 25m -v
@@ -37,8 +39,8 @@ test-unit:
 test-e2e: build
 	$(GO) test $(E2E_FLAGS) $(if $(RUN),-run '$(RUN)') ./test/vm/ ./test/e2e/
 
-bench: build
-	$(GO) run ./test/bench -n $(BENCH_N)
+bench: deps build
+	$(GO) run ./test/bench -n $(BENCH_N) $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin out

@@ -19,6 +19,7 @@
 #   e2fsprogs xfsprogs dosfstools btrfs-progs fdisk
 #                       filesystem and partition images for pkg/blockdev,
 #                       pkg/mounts and the storage VM tests
+#   runc                the benchmark's busybox + runc baseline (make bench)
 set -euo pipefail
 
 packages=(
@@ -29,6 +30,7 @@ packages=(
 	umoci skopeo bzip2
 	docker-registry
 	e2fsprogs xfsprogs dosfstools btrfs-progs fdisk
+	runc
 )
 
 installed() {

@@ -1,24 +1,33 @@
-// Command bench measures how long photon-init takes to boot a VM, against
-// a baseline /init that does nothing but report its timing
-// (test/bench/baseline-init).
+// Command bench measures photon-init beside baselines, in the same run,
+// and reports median, minimum and maximum over interleaved runs: a table
+// on standard output, JSON (and the tables in Markdown) under out/bench/.
+// "make bench" runs it; BENCH_N sets -n.
 //
-// It boots each machine type N times per init, interleaved (photon-init,
-// baseline, photon-init, baseline, ...) so that drift in the host's load
-// affects both alike, and reports median, minimum and maximum of
+// Sections (-sections, default all):
 //
-//   - the guest uptime when PID 1 started,
-//   - the guest uptime at "boot complete",
-//   - the wall time from QEMU's start to the host reading "boot complete",
-//   - for photon-init, the time from PID-1 start to the exec of a
-//     container's entrypoint: its initramfs holds one container (the
-//     project's small HTTP server, preloaded with --image), which prints
-//     the guest uptime at which it started,
-//
-// with the photon-init/baseline ratio of the medians. The baseline boots
-// from an initramfs that "photon-init build --init" made with the same
-// modules, so both unpack the same amount of data (-minimal-baseline
-// boots it from an initramfs holding only itself instead). Results go to
-// out/bench/ as JSON. Run it with "make bench" (BENCH_N=10 for more runs).
+//   - boot: on q35 and microvm, photon-init booting into a preloaded
+//     container (the project's static HTTP server, network_mode host,
+//     ip= static; also with DHCP and with a bridged container), beside the
+//     floor (floor-init: mount /proc, load the NIC's modules, eth0 static,
+//     exec the server) and busybox sh as /init with Debian's runc running
+//     the server's OCI bundle. Guest uptime at PID 1's exec (the kernel's
+//     "Run /init" line), at the init's first line, at the server's start
+//     and at its first request; the host's wall time from QEMU's start to
+//     the first HTTP 200 through the port forward; photon-init's boot
+//     timeline per step.
+//   - size: the stripped static binary, the demo's initramfs (built as
+//     "make demo" builds it), beside busybox and runc as Debian packages
+//     them (with runc's shared libraries).
+//   - memory: photon-init's VmRSS and VmHWM after booting with 1, 10 and 50
+//     containers (read by a probe container through a bind mount of the
+//     machine's /proc), and the least guest memory (-m, bisected) with
+//     which the demo VM boots and serves HTTP.
+//   - unpack: a generated 200 MB multi-layer gzip image unpacked by
+//     photon-init's image store (Store.Pull on the OCI layout), by gzip -d
+//     | tar -x of the same layers and by umoci unpack.
+//   - scale: 200 containers of a tiny static image in one VM: from the
+//     containers step (manifests loaded) to all running; photon-init's RSS
+//     and CPU while they idle and while 50 of them crash-loop.
 package main
 
 import (
@@ -29,95 +38,104 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"regexp"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/photon-init/photon-init/test/vm"
 )
 
-// benchContainer is the name of the container photon-init boots into.
-const benchContainer = "server"
-
-// The two inits compared.
-const (
-	initPhoton   = "photon-init"
-	initBaseline = "baseline"
-)
+// The sections, in the order they run.
+var allSections = []string{"size", "boot", "memory", "unpack", "scale"}
 
 // options are the command line flags.
 type options struct {
-	n               int
-	machines        []vm.Machine
-	outDir          string
-	timeout         time.Duration
-	minimalBaseline bool
-	verbose         bool
+	n        int
+	sections []string
+	machines []vm.Machine
+	variants []string
+	outDir   string
+	timeout  time.Duration
+	verbose  bool
+	extra    []string
+
+	memCounts []int
+	memN      int
+	bisect    bool
+	bisectLo  int
+	bisectHi  int
+	memNet    string
+
+	unpackMB  int
+	unpackDir string
+	unpackN   int
+
+	scaleContainers int
+	scaleCrashers   int
+	scaleIdle       time.Duration
+	scaleCrash      time.Duration
+	scaleMemMB      int
+	scaleN          int
 }
 
-// Run is one boot's measurements.
-type Run struct {
-	Machine   vm.Machine `json:"machine"`
-	Init      string     `json:"init"`
-	Iteration int        `json:"iteration"`
-	// PID1Uptime is the guest uptime when PID 1 started, in seconds.
-	PID1Uptime float64 `json:"pid1_uptime_s"`
-	// PID1UptimeSource says where PID1Uptime came from: the init's start
-	// line, or boot complete's "since kernel" minus "since PID-1 start".
-	PID1UptimeSource string `json:"pid1_uptime_source"`
-	// BootCompleteUptime is the guest uptime at boot complete, in seconds.
-	BootCompleteUptime float64 `json:"boot_complete_uptime_s"`
-	// Wall is the time from starting QEMU to reading boot complete, in
-	// seconds.
-	Wall float64 `json:"wall_s"`
-	// EntrypointUptime is the guest uptime at which the container's
-	// entrypoint started (photon-init only), in seconds.
-	EntrypointUptime float64 `json:"entrypoint_uptime_s,omitempty"`
-	// Error is why the boot was not measured.
-	Error string `json:"error,omitempty"`
+// bench holds what the sections share.
+type bench struct {
+	o    options
+	host *vm.Host
+	work string
+	out  io.Writer
+	rep  *Report
 }
 
-// Stat summarizes one metric of one init on one machine.
-type Stat struct {
-	Median float64 `json:"median_s"`
-	Min    float64 `json:"min_s"`
-	Max    float64 `json:"max_s"`
-	N      int     `json:"n"`
-}
-
-// Summary compares the inits for one metric on one machine.
-type Summary struct {
-	Machine  vm.Machine `json:"machine"`
-	Metric   string     `json:"metric"`
-	Photon   Stat       `json:"photon_init"`
-	Baseline Stat       `json:"baseline"`
-	// Ratio is the photon-init median over the baseline median.
-	Ratio float64 `json:"ratio"`
-}
-
-// Report is the JSON document written to out/bench/.
+// Report is the JSON document written to the results directory.
 type Report struct {
-	Time     time.Time `json:"time"`
-	Accel    string    `json:"accel"`
-	Kernel   string    `json:"kernel"`
-	QEMU     string    `json:"qemu"`
-	TSCkHz   int       `json:"tsc_khz"`
-	N        int       `json:"n"`
-	Baseline string    `json:"baseline_initramfs"`
-	Runs     []Run     `json:"runs"`
-	Summary  []Summary `json:"summary"`
+	Time     time.Time     `json:"time"`
+	Machine  HostInfo      `json:"host"`
+	N        int           `json:"n"`
+	Sections []string      `json:"sections"`
+	Boot     *BootReport   `json:"boot,omitempty"`
+	Size     *SizeReport   `json:"size,omitempty"`
+	Memory   *MemoryReport `json:"memory,omitempty"`
+	Unpack   *UnpackReport `json:"unpack,omitempty"`
+	Scale    *ScaleReport  `json:"scale,omitempty"`
+	Targets  []Target      `json:"targets"`
+	Errors   []string      `json:"errors,omitempty"`
+	Seconds  float64       `json:"seconds"`
+}
+
+// HostInfo describes where the benchmark ran.
+type HostInfo struct {
+	CPU     string `json:"cpu"`
+	Cores   int    `json:"cores"`
+	MemMB   int    `json:"mem_mb"`
+	Kernel  string `json:"kernel"`
+	Guest   string `json:"guest_kernel"`
+	Accel   string `json:"accel"`
+	QEMU    string `json:"qemu"`
+	Go      string `json:"go"`
+	Version string `json:"photon_init_version"`
+}
+
+// Target is one of issue 8's targets, with the figure it is judged on.
+type Target struct {
+	Name     string `json:"name"`
+	Target   string `json:"target"`
+	Measured string `json:"measured"`
+	// Met is "yes", "no" or "n/a" (not measured in this run).
+	Met string `json:"met"`
 }
 
 func main() {
-	opts, err := parseFlags(os.Args[1:])
+	o, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
-	if err := run(context.Background(), opts, os.Stdout); err != nil {
+	if err := run(context.Background(), o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -127,31 +145,91 @@ func main() {
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var o options
-	var machines string
-	fs.IntVar(&o.n, "n", 5, "boots per init and machine")
-	fs.StringVar(&machines, "machines", "q35,microvm", "comma-separated machine types")
-	fs.StringVar(&o.outDir, "out", "", "directory for the JSON results (default: out/bench in the repository)")
-	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "limit for one boot")
-	fs.BoolVar(&o.minimalBaseline, "minimal-baseline", false, "boot the baseline from an initramfs holding only itself")
+	var sections, machines, variants, counts, extra string
+	fs.IntVar(&o.n, "n", 5, "runs of each measurement (boot, memory, unpack)")
+	fs.StringVar(&sections, "sections", strings.Join(allSections, ","), "comma-separated sections: "+strings.Join(allSections, ","))
+	fs.StringVar(&machines, "machines", "q35,microvm", "comma-separated machine types (boot)")
+	fs.StringVar(&variants, "variants", strings.Join(bootVariants(), ","), "comma-separated boot variants")
+	fs.StringVar(&o.outDir, "out", "", "results directory (default: out/bench in the repository)")
+	fs.DurationVar(&o.timeout, "timeout", 90*time.Second, "limit for one boot")
 	fs.BoolVar(&o.verbose, "v", false, "echo every console to stderr")
+	fs.StringVar(&extra, "append", "", "more kernel arguments for every boot, e.g. photon.loglevel=debug (for investigating, not for figures)")
+	fs.StringVar(&counts, "memory-containers", "1,10,50", "container counts of the memory section")
+	fs.IntVar(&o.memN, "memory-n", 0, "boots per container count (default -n)")
+	fs.BoolVar(&o.bisect, "bisect", true, "bisect the demo's least guest memory (memory)")
+	fs.IntVar(&o.bisectLo, "bisect-lo", 64, "bisection's low end, MB")
+	fs.IntVar(&o.bisectHi, "bisect-hi", 512, "bisection's high end, MB")
+	fs.StringVar(&o.memNet, "memory-network", "none", "network_mode of the memory section's containers")
+	fs.IntVar(&o.unpackMB, "unpack-mb", 200, "size of the unpack section's image, MB of files")
+	fs.StringVar(&o.unpackDir, "unpack-dir", "/dev/shm", "where the unpack section unpacks (a tmpfs by default; on a disk, caches are dropped and each run ends with sync)")
+	fs.IntVar(&o.unpackN, "unpack-n", 0, "unpack runs per tool (default -n)")
+	fs.IntVar(&o.scaleContainers, "scale-containers", 200, "containers of the scale section")
+	fs.IntVar(&o.scaleCrashers, "scale-crashers", 50, "of those, how many crash-loop")
+	fs.DurationVar(&o.scaleIdle, "scale-idle", 20*time.Second, "idle window of the scale section")
+	fs.DurationVar(&o.scaleCrash, "scale-crash", 30*time.Second, "crash-loop window of the scale section")
+	fs.IntVar(&o.scaleMemMB, "scale-mem", 2048, "guest memory of the scale VM, MB")
+	fs.IntVar(&o.scaleN, "scale-n", 1, "scale VMs")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	o.extra = strings.Fields(extra)
 	if o.n < 1 {
-		return o, fmt.Errorf("-n %d: need at least one boot", o.n)
+		return o, fmt.Errorf("-n %d: need at least one run", o.n)
 	}
-	for _, m := range strings.Split(machines, ",") {
-		m = strings.TrimSpace(m)
+	if o.memN == 0 {
+		o.memN = o.n
+	}
+	if o.unpackN == 0 {
+		o.unpackN = o.n
+	}
+	for _, s := range splitList(sections) {
+		if !slices.Contains(allSections, s) {
+			return o, fmt.Errorf("-sections: unknown section %q (have %s)", s, strings.Join(allSections, ","))
+		}
+		o.sections = append(o.sections, s)
+	}
+	for _, m := range splitList(machines) {
 		if !slices.Contains(vm.Machines(), vm.Machine(m)) {
 			return o, fmt.Errorf("-machines: unknown machine %q", m)
 		}
 		o.machines = append(o.machines, vm.Machine(m))
 	}
+	for _, v := range splitList(variants) {
+		if !slices.Contains(bootVariants(), v) {
+			return o, fmt.Errorf("-variants: unknown variant %q (have %s)", v, strings.Join(bootVariants(), ","))
+		}
+		o.variants = append(o.variants, v)
+	}
+	for _, c := range splitList(counts) {
+		k, err := strconv.Atoi(c)
+		if err != nil || k < 1 {
+			return o, fmt.Errorf("-memory-containers: %q is not a positive count", c)
+		}
+		o.memCounts = append(o.memCounts, k)
+	}
+	if o.scaleCrashers > o.scaleContainers {
+		return o, fmt.Errorf("-scale-crashers %d is more than -scale-containers %d", o.scaleCrashers, o.scaleContainers)
+	}
+	if len(o.machines) == 0 || len(o.variants) == 0 {
+		return o, errors.New("no machine or no variant")
+	}
 	return o, nil
 }
 
-// run builds the images, boots them and reports.
+// splitList splits a comma-separated flag, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// run builds, measures the selected sections and reports.
 func run(ctx context.Context, o options, out io.Writer) error {
+	began := time.Now()
 	host, err := vm.DetectHost(ctx, vm.HostOptions{})
 	if err != nil {
 		return err
@@ -159,239 +237,130 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if o.outDir == "" {
 		o.outDir = filepath.Join(host.Repo, "out", "bench")
 	}
-	work := filepath.Join(o.outDir, "work")
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return fmt.Errorf("output directory: %w", err)
+	b := &bench{o: o, host: host, work: filepath.Join(o.outDir, "work"), out: out}
+	if err := os.MkdirAll(b.work, 0o755); err != nil {
+		return fmt.Errorf("results directory: %w", err)
 	}
-	images, baselineKind, err := buildImages(ctx, host, work, o.minimalBaseline)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "bench: %d boots per init on %v, %s, kernel %s\n", o.n, o.machines, host.Accel, host.Kernel.Release)
-
-	var runs []Run
-	var failed []error
-	for i := 0; i < o.n; i++ {
-		for _, m := range o.machines {
-			for _, init := range []string{initPhoton, initBaseline} {
-				r, err := boot(ctx, host, o, m, init, images[init])
-				r.Iteration = i
-				if err != nil {
-					r.Error = err.Error()
-					failed = append(failed, fmt.Errorf("%s on %s, run %d: %w", init, m, i+1, err))
-					fmt.Fprintf(out, "  %-8s %-12s run %d: FAILED\n", m, init, i+1)
-				} else {
-					fmt.Fprintf(out, "  %-8s %-12s run %d: PID 1 at %.3fs, boot complete at %.3fs, %.3fs wall\n",
-						m, init, i+1, r.PID1Uptime, r.BootCompleteUptime, r.Wall)
-				}
-				runs = append(runs, r)
-			}
-		}
-	}
-	rep := Report{
-		Time: time.Now().UTC(), Accel: host.Accel, Kernel: host.Kernel.Image, QEMU: host.QEMU,
-		TSCkHz: host.TSCkHz, N: o.n, Baseline: baselineKind, Runs: runs, Summary: summarize(runs, o.machines),
-	}
-	fmt.Fprintln(out)
-	printTable(out, rep.Summary)
-	path, err := writeReport(o.outDir, rep)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "\nresults: %s\n", path)
-	return errors.Join(failed...)
-}
-
-// buildImages makes photon-init's initramfs and the baseline's.
-func buildImages(ctx context.Context, host *vm.Host, work string, minimal bool) (map[string]string, string, error) {
 	if err := vm.BuildPhoton(ctx, host.Repo); err != nil {
-		return nil, "", err
+		return err
 	}
-	baselineBin := filepath.Join(work, "baseline-init")
-	if err := vm.BuildBaseline(ctx, host.Repo, baselineBin); err != nil {
-		return nil, "", err
-	}
-	images := map[string]string{
-		initPhoton:   filepath.Join(work, "photon-init.img"),
-		initBaseline: filepath.Join(work, "baseline.img"),
-	}
-	// photon-init boots into one container: the server image, preloaded.
-	layout := filepath.Join(work, "server-oci")
-	if err := vm.BuildServerImage(ctx, host.Repo, layout); err != nil {
-		return nil, "", err
-	}
-	overlay := filepath.Join(work, "overlay")
-	if err := (vm.Overlay{"etc/photon/containers/" + benchContainer + ".yaml": "image: bench/server:1.0\n"}).Write(overlay); err != nil {
-		return nil, "", err
-	}
-	photon := vm.BuildOptions{
-		Output: images[initPhoton], Compress: "none", OverlayDir: overlay,
-		Images: []string{"bench/server:1.0=oci:" + layout + ":" + vm.ServerImageTag},
-	}
-	if err := vm.BuildInitramfs(ctx, host, photon); err != nil {
-		return nil, "", err
-	}
-	if minimal {
-		return images, "minimal", vm.WriteMinimalInitramfs(images[initBaseline], baselineBin)
-	}
-	err := vm.BuildInitramfs(ctx, host, vm.BuildOptions{Output: images[initBaseline], Compress: "none", Init: baselineBin})
-	return images, "photon-init build --init baseline-init", err
-}
-
-// boot boots one image once and measures it.
-func boot(ctx context.Context, host *vm.Host, o options, m vm.Machine, init, image string) (Run, error) {
-	r := Run{Machine: m, Init: init}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	cfg := vm.Config{Host: host, Machine: m, Initramfs: image}
-	if o.verbose {
-		cfg.Echo = os.Stderr
-	}
-	v, err := vm.Start(ctx, cfg)
-	if err != nil {
-		return r, err
-	}
-	defer v.Kill()
-	startRe := vm.PhotonStart
-	if init == initBaseline {
-		startRe = vm.BaselineStartUptime
-	}
-	start, err := v.WaitForLine(ctx, startRe)
-	if err != nil {
-		return r, err
-	}
-	done, err := v.WaitForLine(ctx, vm.BootComplete)
-	if err != nil {
-		return r, err
-	}
-	times, ok := vm.ParseBootComplete(done.Text)
-	if !ok {
-		return r, fmt.Errorf("cannot parse %q", done.Text)
-	}
-	r.BootCompleteUptime = times.SinceKernel.Seconds()
-	r.Wall = done.At.Seconds()
-	uptimeRe := vm.PhotonStartUptime
-	if init == initBaseline {
-		uptimeRe = vm.BaselineStartUptime
-	}
-	if up, ok := vm.ParseUptime(uptimeRe, start.Text); ok {
-		r.PID1Uptime, r.PID1UptimeSource = up.Seconds(), "start line"
-	} else {
-		r.PID1Uptime, r.PID1UptimeSource = (times.SinceKernel - times.SincePID1).Seconds(), "boot complete"
-	}
-	if init == initPhoton {
-		ready := regexp.MustCompile(`^\[` + benchContainer + `\] ` + vm.ServerReady.String())
-		l, err := v.WaitForLine(ctx, ready)
+	b.rep = &Report{Time: began.UTC(), Machine: hostInfo(ctx, host), N: o.n, Sections: o.sections}
+	b.logf("bench: sections %v, n=%d, %s, %d cores, guest kernel %s under %s",
+		o.sections, o.n, b.rep.Machine.CPU, b.rep.Machine.Cores, host.Kernel.Release, host.Accel)
+	var errs []error
+	for _, s := range o.sections {
+		t0 := time.Now()
+		var err error
+		switch s {
+		case "boot":
+			b.rep.Boot, err = b.runBoot(ctx)
+		case "size":
+			b.rep.Size, err = b.runSize(ctx)
+		case "memory":
+			b.rep.Memory, err = b.runMemory(ctx)
+		case "unpack":
+			b.rep.Unpack, err = b.runUnpack(ctx)
+		case "scale":
+			b.rep.Scale, err = b.runScale(ctx)
+		}
+		b.logf("%s: %.0fs", s, time.Since(t0).Seconds())
 		if err != nil {
-			return r, fmt.Errorf("the container never started: %w", err)
-		}
-		up, ok := vm.ParseUptime(ready, l.Text)
-		if !ok {
-			return r, fmt.Errorf("cannot parse %q", l.Text)
-		}
-		r.EntrypointUptime = up.Seconds()
-	}
-	if _, ok := v.Find(vm.KernelPanic); ok {
-		return r, fmt.Errorf("kernel panic; console ends:\n%s", v.ConsoleTail(30))
-	}
-	return r, nil
-}
-
-// metrics names the measured values, in table order.
-func metrics() []struct {
-	name string
-	get  func(Run) float64
-} {
-	return []struct {
-		name string
-		get  func(Run) float64
-	}{
-		{"guest uptime at PID-1 start", func(r Run) float64 { return r.PID1Uptime }},
-		{"guest uptime at boot complete", func(r Run) float64 { return r.BootCompleteUptime }},
-		{"wall: QEMU start to boot complete", func(r Run) float64 { return r.Wall }},
-		{"PID-1 start to container entrypoint exec", func(r Run) float64 {
-			if r.EntrypointUptime == 0 {
-				return -1 // the baseline runs no container
-			}
-			return r.EntrypointUptime - r.PID1Uptime
-		}},
-	}
-}
-
-// summarize computes each metric's statistics per machine and init.
-func summarize(runs []Run, machines []vm.Machine) []Summary {
-	var out []Summary
-	for _, m := range machines {
-		for _, metric := range metrics() {
-			s := Summary{Machine: m, Metric: metric.name}
-			s.Photon = stat(runs, m, initPhoton, metric.get)
-			s.Baseline = stat(runs, m, initBaseline, metric.get)
-			if s.Baseline.Median > 0 {
-				s.Ratio = s.Photon.Median / s.Baseline.Median
-			}
-			out = append(out, s)
+			errs = append(errs, fmt.Errorf("%s: %w", s, err))
+			b.rep.Errors = append(b.rep.Errors, fmt.Sprintf("%s: %v", s, err))
+			b.logf("%s: FAILED: %v", s, err)
 		}
 	}
-	return out
+	b.rep.Targets = targets(b.rep)
+	b.rep.Seconds = time.Since(began).Seconds()
+	tables := b.tables()
+	for _, t := range tables {
+		t.t.print(out, t.title)
+	}
+	path, err := b.write(tables)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	fmt.Fprintf(out, "\nresults: %s (and %s)\n", path, filepath.Join(o.outDir, "latest.md"))
+	return errors.Join(errs...)
 }
 
-// stat computes median, minimum and maximum over the successful runs of
-// one init on one machine.
-func stat(runs []Run, m vm.Machine, init string, get func(Run) float64) Stat {
-	var xs []float64
-	for _, r := range runs {
-		if r.Machine == m && r.Init == init && r.Error == "" {
-			if x := get(r); x >= 0 {
-				xs = append(xs, x)
+// logf prints a progress line.
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.out, format+"\n", args...)
+}
+
+// echo is where consoles are copied (-v), or nil.
+func (b *bench) echo() io.Writer {
+	if b.o.verbose {
+		return os.Stderr
+	}
+	return nil
+}
+
+// hostInfo describes the host.
+func hostInfo(ctx context.Context, host *vm.Host) HostInfo {
+	h := HostInfo{Cores: runtime.NumCPU(), Guest: host.Kernel.Release, Accel: host.Accel, Go: runtime.Version()}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				h.CPU = strings.TrimSpace(v)
+				break
 			}
 		}
 	}
-	if len(xs) == 0 {
-		return Stat{}
-	}
-	slices.Sort(xs)
-	med := xs[len(xs)/2]
-	if len(xs)%2 == 0 {
-		med = (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
-	}
-	return Stat{Median: med, Min: xs[0], Max: xs[len(xs)-1], N: len(xs)}
-}
-
-// printTable writes the summary as an aligned table.
-func printTable(out io.Writer, sums []Summary) {
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "machine\tmetric\tphoton-init median [min, max]\tbaseline median [min, max]\tphoton/baseline")
-	for _, s := range sums {
-		ratio := "-"
-		if s.Ratio > 0 {
-			ratio = fmt.Sprintf("%.2f", s.Ratio)
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int
+		if _, err := fmt.Sscanf(string(data), "MemTotal: %d kB", &kb); err == nil {
+			h.MemMB = kb / 1024
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Machine, s.Metric, formatStat(s.Photon), formatStat(s.Baseline), ratio)
 	}
-	tw.Flush()
+	if out, err := exec.CommandContext(ctx, "uname", "-r").Output(); err == nil {
+		h.Kernel = strings.TrimSpace(string(out))
+	}
+	if out, err := exec.CommandContext(ctx, host.QEMU, "--version").Output(); err == nil {
+		h.QEMU = firstLine(string(out))
+	}
+	if out, err := exec.CommandContext(ctx, "git", "-C", host.Repo, "describe", "--tags", "--always", "--dirty").Output(); err == nil {
+		h.Version = strings.TrimSpace(string(out))
+	}
+	return h
 }
 
-// formatStat renders "1.234s [1.200s, 1.300s]".
-func formatStat(s Stat) string {
-	if s.N == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.3fs [%.3fs, %.3fs]", s.Median, s.Min, s.Max)
-}
-
-// writeReport writes the report as bench-TIME.json and latest.json.
-func writeReport(dir string, rep Report) (string, error) {
-	data, err := json.MarshalIndent(rep, "", "  ")
+// write stores the report as bench-TIME.json and latest.json, and the
+// tables as latest.md.
+func (b *bench) write(tables []namedTable) (string, error) {
+	data, err := json.MarshalIndent(b.rep, "", "  ")
 	if err != nil {
 		return "", fmt.Errorf("encoding results: %w", err)
 	}
 	data = append(data, '\n')
-	path := filepath.Join(dir, "bench-"+rep.Time.Format("20060102T150405Z")+".json")
+	path := filepath.Join(b.o.outDir, "bench-"+b.rep.Time.Format("20060102T150405Z")+".json")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		return "", fmt.Errorf("writing results: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "latest.json"), data, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(b.o.outDir, "latest.json"), data, 0o644); err != nil {
 		return "", fmt.Errorf("writing results: %w", err)
 	}
+	f, err := os.Create(filepath.Join(b.o.outDir, "latest.md"))
+	if err != nil {
+		return "", fmt.Errorf("writing results: %w", err)
+	}
+	defer f.Close()
+	h := b.rep.Machine
+	fmt.Fprintf(f, "Measured %s on %s (%d cores, %d MB), host kernel %s, guest kernel %s under %s, %s, %s, photon-init %s; n=%d.\n",
+		b.rep.Time.Format("2006-01-02"), h.CPU, h.Cores, h.MemMB, h.Kernel, h.Guest, h.Accel, h.QEMU, h.Go, h.Version, b.rep.N)
+	for _, t := range tables {
+		fmt.Fprintf(f, "\n**%s**\n\n", t.title)
+		t.t.markdown(f)
+	}
 	return path, nil
+}
+
+// fileSize is the size of a file, 0 when it cannot be read.
+func fileSize(p string) int64 {
+	st, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }

@@ -93,7 +93,7 @@ func (b *bench) buildBootImages(ctx context.Context) (*bootImages, error) {
 			return nil, err
 		}
 		err := vm.BuildInitramfs(ctx, b.host, vm.BuildOptions{
-			Output: p.out, Compress: "none", OverlayDir: overlay,
+			Binary: b.o.binary, Output: p.out, Compress: "none", OverlayDir: overlay,
 			Images: []string{serverRef + "=oci:" + im.ServerLayout + ":" + vm.ServerImageTag},
 		})
 		if err != nil {

@@ -62,13 +62,15 @@ type options struct {
 	timeout  time.Duration
 	verbose  bool
 	extra    []string
+	binary   string
 
-	memCounts []int
-	memN      int
-	bisect    bool
-	bisectLo  int
-	bisectHi  int
-	memNet    string
+	memCounts     []int
+	memN          int
+	bisect        bool
+	bisectLo      int
+	bisectHi      int
+	bisectTimeout time.Duration
+	memNet        string
 
 	unpackMB  int
 	unpackDir string
@@ -153,12 +155,14 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.outDir, "out", "", "results directory (default: out/bench in the repository)")
 	fs.DurationVar(&o.timeout, "timeout", 90*time.Second, "limit for one boot")
 	fs.BoolVar(&o.verbose, "v", false, "echo every console to stderr")
+	fs.StringVar(&o.binary, "photon-binary", "", "boot this photon-init binary in the boot section instead of bin/photon-init (to compare a change)")
 	fs.StringVar(&extra, "append", "", "more kernel arguments for every boot, e.g. photon.loglevel=debug (for investigating, not for figures)")
 	fs.StringVar(&counts, "memory-containers", "1,10,50", "container counts of the memory section")
-	fs.IntVar(&o.memN, "memory-n", 0, "boots per container count (default -n)")
+	fs.IntVar(&o.memN, "memory-n", 3, "boots per container count")
 	fs.BoolVar(&o.bisect, "bisect", true, "bisect the demo's least guest memory (memory)")
 	fs.IntVar(&o.bisectLo, "bisect-lo", 64, "bisection's low end, MB")
 	fs.IntVar(&o.bisectHi, "bisect-hi", 512, "bisection's high end, MB")
+	fs.DurationVar(&o.bisectTimeout, "bisect-timeout", 30*time.Second, "limit for one boot of the bisection (a boot that serves does in a few seconds)")
 	fs.StringVar(&o.memNet, "memory-network", "none", "network_mode of the memory section's containers")
 	fs.IntVar(&o.unpackMB, "unpack-mb", 200, "size of the unpack section's image, MB of files")
 	fs.StringVar(&o.unpackDir, "unpack-dir", "/dev/shm", "where the unpack section unpacks (a tmpfs by default; on a disk, caches are dropped and each run ends with sync)")
@@ -175,9 +179,6 @@ func parseFlags(args []string) (options, error) {
 	o.extra = strings.Fields(extra)
 	if o.n < 1 {
 		return o, fmt.Errorf("-n %d: need at least one run", o.n)
-	}
-	if o.memN == 0 {
-		o.memN = o.n
 	}
 	if o.unpackN == 0 {
 		o.unpackN = o.n

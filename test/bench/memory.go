@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -33,14 +34,15 @@ type MemoryStat struct {
 	// RSS and HWM are VmRSS and VmHWM, in MiB.
 	RSS Stat `json:"vmrss_mib"`
 	HWM Stat `json:"vmhwm_mib"`
-	// Anon and File split RSS (RssAnon, RssFile).
+	// Anon and File split RSS: RssAnon, and RssFile+RssShmem (the
+	// binary's pages).
 	Anon Stat `json:"rss_anon_mib"`
-	File Stat `json:"rss_file_mib"`
+	File Stat `json:"rss_file_shmem_mib"`
 	// Start is the time from the containers step to all running.
 	Start Stat `json:"manifests_to_all_running_s"`
 }
 
-// BisectStep is one boot of the bisection.
+// BisectStep is one boot of a bisection.
 type BisectStep struct {
 	MemoryMB int     `json:"memory_mb"`
 	Serves   bool    `json:"serves"`
@@ -48,17 +50,39 @@ type BisectStep struct {
 	Why      string  `json:"why,omitempty"`
 }
 
+// Bisection is the least guest memory with which an initramfs boots and
+// serves HTTP.
+type Bisection struct {
+	// Name says which initramfs: "demo" or "floor".
+	Name       string       `json:"name"`
+	Machine    vm.Machine   `json:"machine"`
+	ImageBytes int64        `json:"initramfs_bytes"`
+	Steps      []BisectStep `json:"steps"`
+	// MinMB is the least size that served (0: none did).
+	MinMB int `json:"min_memory_mb"`
+	// Confirm is a second boot at MinMB.
+	Confirm *BisectStep `json:"confirm,omitempty"`
+}
+
 // MemoryReport is the memory section's result.
 type MemoryReport struct {
-	Machine  vm.Machine   `json:"machine"`
-	GuestMB  int          `json:"guest_mb"`
-	Network  string       `json:"network_mode"`
-	Runs     []MemoryRun  `json:"runs"`
-	Summary  []MemoryStat `json:"summary"`
-	Bisect   []BisectStep `json:"bisect,omitempty"`
-	MinMB    int          `json:"demo_min_memory_mb,omitempty"`
-	Confirm  *BisectStep  `json:"demo_min_memory_confirmed,omitempty"`
-	BisectOn vm.Machine   `json:"bisect_machine,omitempty"`
+	Machine vm.Machine   `json:"machine"`
+	GuestMB int          `json:"guest_mb"`
+	Network string       `json:"network_mode"`
+	Runs    []MemoryRun  `json:"runs"`
+	Summary []MemoryStat `json:"summary"`
+	// Bisections are the demo's and, for reference, the floor's.
+	Bisections []Bisection `json:"bisections,omitempty"`
+}
+
+// demoMinMB is the demo's least memory, 0 when not bisected.
+func (r *MemoryReport) demoMinMB() int {
+	for _, b := range r.Bisections {
+		if b.Name == "demo" {
+			return b.MinMB
+		}
+	}
+	return 0
 }
 
 // runMemory measures photon-init's memory with 1, 10 and 50 containers,
@@ -108,14 +132,14 @@ func (b *bench) runMemory(ctx context.Context) (*MemoryReport, error) {
 				rss = append(rss, kib(r.Result.Memory.RSSkB))
 				hwm = append(hwm, kib(r.Result.Memory.HWMkB))
 				anon = append(anon, kib(r.Result.Memory.AnonkB))
-				file = append(file, kib(r.Result.Memory.FilekB))
+				file = append(file, kib(r.Result.Memory.FilekB+r.Result.Memory.ShmemkB))
 				start = append(start, r.Result.AllRunningUptime-r.Result.ManifestsUptime)
 			}
 		}
 		rep.Summary = append(rep.Summary, MemoryStat{Containers: k, RSS: statOf(rss), HWM: statOf(hwm), Anon: statOf(anon), File: statOf(file), Start: statOf(start)})
 	}
 	if b.o.bisect {
-		if err := b.bisectDemo(ctx, rep); err != nil {
+		if err := b.bisections(ctx, rep); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -151,31 +175,55 @@ func (b *bench) memoryBoot(ctx context.Context, image string, k int) (*pr.Result
 	return res, nil
 }
 
-// demoFailure matches what ends a demo boot that will not serve.
+// demoFailure matches what ends a boot that will not serve.
 var demoFailure = regexp.MustCompile(`Kernel panic|Attempted to kill init|Out of memory|oom-kill|Initramfs unpacking failed|EMERGENCY`)
 
-// bisectDemo finds the least guest memory (in 8 MB steps) with which the
-// demo's initramfs boots and serves HTTP 200 through its published port,
-// between -bisect-lo and -bisect-hi, then boots that size once more.
-func (b *bench) bisectDemo(ctx context.Context, rep *MemoryReport) error {
-	img, err := b.demoInitramfs(ctx)
+// bisections bisects the demo's least guest memory, and the floor's for
+// reference (what the kernel itself needs with a small initramfs).
+func (b *bench) bisections(ctx context.Context, rep *MemoryReport) error {
+	demo, err := b.demoInitramfs(ctx)
 	if err != nil {
 		return err
 	}
-	rep.BisectOn = vm.Q35
+	floor, err := b.floorInitramfs(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range []struct {
+		name, img string
+		args      []string
+	}{
+		{"demo", demo, nil},
+		{"floor", floor, []string{"benchmachine=" + string(vm.Q35)}},
+	} {
+		bi, err := b.bisect(ctx, c.name, c.img, c.args)
+		rep.Bisections = append(rep.Bisections, bi)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// bisect finds the least guest memory (in 8 MB steps, between -bisect-lo
+// and -bisect-hi) with which img boots on q35 and answers HTTP 200 on
+// port 8080 through the port forward, then boots that size once more.
+func (b *bench) bisect(ctx context.Context, name, img string, args []string) (Bisection, error) {
+	bi := Bisection{Name: name, Machine: vm.Q35, ImageBytes: fileSize(img)}
 	try := func(mb int) BisectStep {
-		s := b.demoServes(ctx, img, mb)
-		b.logf("  demo with -m %d: serves=%v %s", mb, s.Serves, s.Why)
-		rep.Bisect = append(rep.Bisect, s)
+		s := b.serves(ctx, img, args, mb)
+		b.logf("  %s with -m %d: serves=%v %s", name, mb, s.Serves, firstLine(s.Why))
+		bi.Steps = append(bi.Steps, s)
 		return s
 	}
 	lo, hi := b.o.bisectLo, b.o.bisectHi
 	if !try(hi).Serves {
-		return fmt.Errorf("the demo does not serve with %d MB", hi)
+		return bi, fmt.Errorf("%s does not serve with %d MB", name, hi)
 	}
 	if try(lo).Serves {
-		rep.MinMB = lo
-		return nil
+		bi.MinMB = lo
+		return bi, nil
 	}
 	// lo fails, hi serves.
 	for hi-lo > 8 {
@@ -189,20 +237,23 @@ func (b *bench) bisectDemo(ctx context.Context, rep *MemoryReport) error {
 			lo = mid
 		}
 	}
-	rep.MinMB = hi
-	c := b.demoServes(ctx, img, hi)
-	rep.Confirm = &c
-	b.logf("  demo with -m %d again: serves=%v %s", hi, c.Serves, c.Why)
-	return nil
+	bi.MinMB = hi
+	c := b.serves(ctx, img, args, hi)
+	bi.Confirm = &c
+	b.logf("  %s with -m %d again: serves=%v %s", name, hi, c.Serves, firstLine(c.Why))
+	return bi, nil
 }
 
-// demoServes boots the demo with mb of memory and says whether it
-// answered HTTP 200 on its published port 8080.
-func (b *bench) demoServes(ctx context.Context, img string, mb int) BisectStep {
+// serves boots img with mb of memory and says whether it answered HTTP
+// 200 on port 8080.
+func (b *bench) serves(ctx context.Context, img string, args []string, mb int) BisectStep {
 	s := BisectStep{MemoryMB: mb}
-	ctx, cancel := context.WithTimeout(ctx, b.o.timeout)
+	ctx, cancel := context.WithTimeout(ctx, b.o.bisectTimeout)
 	defer cancel()
-	v, err := vm.Start(ctx, vm.Config{Host: b.host, Machine: vm.Q35, Initramfs: img, MemoryMB: mb, GuestPorts: []int{8080}, Echo: b.echo()})
+	v, err := vm.Start(ctx, vm.Config{
+		Host: b.host, Machine: vm.Q35, Initramfs: img, MemoryMB: mb, GuestPorts: []int{8080},
+		KernelArgs: append(slices.Clone(args), b.o.extra...), Echo: b.echo(),
+	})
 	if err != nil {
 		s.Why = err.Error()
 		return s
@@ -222,7 +273,7 @@ func (b *bench) demoServes(ctx context.Context, img string, mb int) BisectStep {
 		l, err := v.WaitForLine(ctx, demoFailure)
 		if err != nil {
 			if ctx.Err() == nil { // QEMU exited
-				failed <- "QEMU exited: " + firstLine(err.Error())
+				failed <- "QEMU exited; console ends: " + v.ConsoleTail(3)
 			}
 			return
 		}
@@ -241,10 +292,27 @@ func (b *bench) demoServes(ctx context.Context, img string, mb int) BisectStep {
 	case why := <-failed:
 		s.Why = why
 	case <-ctx.Done():
-		s.Why = "no HTTP 200 within " + b.o.timeout.String()
+		s.Why = "no HTTP 200 within " + b.o.bisectTimeout.String()
 	}
-	cancel()
 	return s
+}
+
+// floorInitramfs builds the floor's initramfs (as the boot section does)
+// for the memory bisection.
+func (b *bench) floorInitramfs(ctx context.Context) (string, error) {
+	dir := filepath.Join(b.work, "floor")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	layout, rootfs := filepath.Join(dir, "server-oci"), filepath.Join(dir, "server-rootfs")
+	if err := vm.BuildServerImage(ctx, b.host.Repo, layout); err != nil {
+		return "", err
+	}
+	if err := unpackLayout(ctx, layout, rootfs); err != nil {
+		return "", err
+	}
+	img := filepath.Join(dir, "floor.img")
+	return img, b.buildFloor(ctx, img, rootfs)
 }
 
 // demoInitramfs builds the demo's initramfs as test/demo does (lz4,
@@ -268,27 +336,37 @@ func (b *bench) demoInitramfs(ctx context.Context) (string, error) {
 
 // memoryTable renders the memory section.
 func memoryTable(r *MemoryReport) *table {
-	t := newTable("containers", "VmRSS", "of which anonymous", "of which file (the binary)", "VmHWM", "containers step → all running")
+	t := newTable("containers", "VmRSS", "of which anonymous", "of which the binary (file+shmem)", "VmHWM", "containers step → all running")
 	for _, s := range r.Summary {
 		t.add(fmt.Sprintf("%d + probe (network_mode %s)", s.Containers, r.Network), s.RSS.format("%.1f MiB"),
 			s.Anon.format("%.1f MiB"), s.File.format("%.1f MiB"), s.HWM.format("%.1f MiB"), s.Start.seconds())
 	}
-	if r.MinMB > 0 {
-		confirmed := ""
-		if r.Confirm != nil {
-			confirmed = fmt.Sprintf(" (served again: %v)", r.Confirm.Serves)
-		}
-		// The largest size below the minimum that did not serve.
-		fails, best := "-", 0
-		for _, s := range r.Bisect {
-			if !s.Serves && s.MemoryMB < r.MinMB && s.MemoryMB > best {
-				best = s.MemoryMB
+	return t
+}
+
+// bisectTable renders the bisections.
+func bisectTable(r *MemoryReport) *table {
+	t := newTable("initramfs", "size", "least -m that serves", "largest that does not", "why it does not")
+	for _, bi := range r.Bisections {
+		least := "none"
+		if bi.MinMB > 0 {
+			least = fmt.Sprintf("%d MB", bi.MinMB)
+			if bi.Confirm != nil {
+				least += fmt.Sprintf(" (again: %v)", bi.Confirm.Serves)
 			}
 		}
-		if best > 0 {
-			fails = fmt.Sprintf("%d MB does not", best)
+		// The largest size below the minimum that did not serve.
+		best := BisectStep{}
+		for _, s := range bi.Steps {
+			if !s.Serves && (bi.MinMB == 0 || s.MemoryMB < bi.MinMB) && s.MemoryMB > best.MemoryMB {
+				best = s
+			}
 		}
-		t.add(fmt.Sprintf("demo's least -m (%s)", r.BisectOn), fmt.Sprintf("%d MB serves%s", r.MinMB, confirmed), fails, "", "", "")
+		fails, why := "-", ""
+		if best.MemoryMB > 0 {
+			fails, why = fmt.Sprintf("%d MB", best.MemoryMB), shorten(firstLine(best.Why), 90)
+		}
+		t.add(fmt.Sprintf("%s (%s)", bi.Name, bi.Machine), mib(bi.ImageBytes), least, fails, why)
 	}
 	return t
 }

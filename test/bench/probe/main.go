@@ -259,11 +259,12 @@ func sample() (pr.Sample, error) {
 	}
 	s.CPU = ticks(14) + ticks(15)
 	s.ChildrenCPU = ticks(16) + ticks(17)
-	status, err := statusFields(hostProc+"/1/status", "VmRSS", "VmHWM", "Threads", "RssAnon", "RssFile")
+	status, err := statusFields(hostProc+"/1/status", "VmRSS", "VmHWM", "Threads", "RssAnon", "RssFile", "RssShmem")
 	if err != nil {
 		return s, err
 	}
-	s.RSSkB, s.HWMkB, s.Threads, s.AnonkB, s.FilekB = status[0], status[1], status[2], status[3], status[4]
+	s.RSSkB, s.HWMkB, s.Threads = status[0], status[1], status[2]
+	s.AnonkB, s.FilekB, s.ShmemkB = status[3], status[4], status[5]
 	if s.GuestBusy, err = guestBusy(); err != nil {
 		return s, err
 	}

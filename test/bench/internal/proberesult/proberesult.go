@@ -21,10 +21,12 @@ type Sample struct {
 	// RSSkB and HWMkB are VmRSS and VmHWM.
 	RSSkB int64 `json:"vmrss_kb"`
 	HWMkB int64 `json:"vmhwm_kb"`
-	// AnonkB and FilekB split VmRSS: RssAnon (heap, stacks) and RssFile
-	// (the binary's pages mapped from the initramfs).
-	AnonkB int64 `json:"rss_anon_kb"`
-	FilekB int64 `json:"rss_file_kb"`
+	// AnonkB, FilekB and ShmemkB split VmRSS: RssAnon (heap, stacks),
+	// RssFile and RssShmem (the binary's pages: an initramfs is a tmpfs,
+	// whose file pages count as shared memory).
+	AnonkB  int64 `json:"rss_anon_kb"`
+	FilekB  int64 `json:"rss_file_kb"`
+	ShmemkB int64 `json:"rss_shmem_kb"`
 	// Threads is the number of photon-init's threads.
 	Threads int64 `json:"threads"`
 	// GuestBusy is the machine's non-idle CPU time (from /proc/stat), in

@@ -106,7 +106,10 @@ type Report struct {
 	Scale    *ScaleReport  `json:"scale,omitempty"`
 	Targets  []Target      `json:"targets"`
 	Errors   []string      `json:"errors,omitempty"`
-	Seconds  float64       `json:"seconds"`
+	// Load is the host's /proc/loadavg before and after each section:
+	// other work on the host (other engineers' VMs) shows there.
+	Load    map[string][2]string `json:"host_loadavg"`
+	Seconds float64              `json:"seconds"`
 }
 
 // HostInfo describes where the benchmark ran.
@@ -249,8 +252,10 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	b.logf("bench: sections %v, n=%d, %s, %d cores, guest kernel %s under %s",
 		o.sections, o.n, b.rep.Machine.CPU, b.rep.Machine.Cores, host.Kernel.Release, host.Accel)
 	var errs []error
+	b.rep.Load = map[string][2]string{}
 	for _, s := range o.sections {
 		t0 := time.Now()
+		load0 := loadavg()
 		var err error
 		switch s {
 		case "boot":
@@ -264,7 +269,8 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		case "scale":
 			b.rep.Scale, err = b.runScale(ctx)
 		}
-		b.logf("%s: %.0fs", s, time.Since(t0).Seconds())
+		b.rep.Load[s] = [2]string{load0, loadavg()}
+		b.logf("%s: %.0fs (host load average %s before, %s after)", s, time.Since(t0).Seconds(), load0, b.rep.Load[s][1])
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s, err))
 			b.rep.Errors = append(b.rep.Errors, fmt.Sprintf("%s: %v", s, err))
@@ -350,6 +356,13 @@ func (b *bench) write(tables []namedTable) (string, error) {
 	h := b.rep.Machine
 	fmt.Fprintf(f, "Measured %s on %s (%d cores, %d MB), host kernel %s, guest kernel %s under %s, %s, %s, photon-init %s; n=%d.\n",
 		b.rep.Time.Format("2006-01-02"), h.CPU, h.Cores, h.MemMB, h.Kernel, h.Guest, h.Accel, h.QEMU, h.Go, h.Version, b.rep.N)
+	var loads []string
+	for _, sec := range b.rep.Sections {
+		if l, ok := b.rep.Load[sec]; ok {
+			loads = append(loads, fmt.Sprintf("%s %s → %s", sec, l[0], l[1]))
+		}
+	}
+	fmt.Fprintf(f, "Host load average before → after each section: %s.\n", strings.Join(loads, "; "))
 	for _, t := range tables {
 		fmt.Fprintf(f, "\n**%s**\n\n", t.title)
 		t.t.markdown(f)
@@ -364,4 +377,17 @@ func fileSize(p string) int64 {
 		return 0
 	}
 	return st.Size()
+}
+
+// loadavg is the first three fields of /proc/loadavg.
+func loadavg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }

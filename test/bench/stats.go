@@ -92,7 +92,11 @@ func (t *table) markdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "| %s |\n", strings.Join(seps, " | "))
 	for _, r := range t.rows {
-		fmt.Fprintf(w, "| %s |\n", strings.Join(r, " | "))
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = strings.ReplaceAll(c, "|", `\|`)
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
 }
 

@@ -236,10 +236,14 @@ func startCrashing() error {
 	return f.Close()
 }
 
-// sample reads photon-init's and the machine's counters.
-func sample() (pr.Sample, error) {
+// sample reads photon-init's and the machine's counters from hostProc.
+func sample() (pr.Sample, error) { return sampleFrom(hostProc) }
+
+// sampleFrom reads PID 1's and the machine's counters from the proc
+// filesystem at root.
+func sampleFrom(root string) (pr.Sample, error) {
 	s := pr.Sample{Uptime: timeline.Now().Seconds()}
-	stat, err := os.ReadFile(hostProc + "/1/stat")
+	stat, err := os.ReadFile(root + "/1/stat")
 	if err != nil {
 		return s, fmt.Errorf("photon-init's stat: %w", err)
 	}
@@ -259,13 +263,13 @@ func sample() (pr.Sample, error) {
 	}
 	s.CPU = ticks(14) + ticks(15)
 	s.ChildrenCPU = ticks(16) + ticks(17)
-	status, err := statusFields(hostProc+"/1/status", "VmRSS", "VmHWM", "Threads", "RssAnon", "RssFile", "RssShmem")
+	status, err := statusFields(root+"/1/status", "VmRSS", "VmHWM", "Threads", "RssAnon", "RssFile", "RssShmem")
 	if err != nil {
 		return s, err
 	}
 	s.RSSkB, s.HWMkB, s.Threads = status[0], status[1], status[2]
 	s.AnonkB, s.FilekB, s.ShmemkB = status[3], status[4], status[5]
-	if s.GuestBusy, err = guestBusy(); err != nil {
+	if s.GuestBusy, err = guestBusy(root); err != nil {
 		return s, err
 	}
 	return s, nil
@@ -299,9 +303,9 @@ func statusFields(path string, names ...string) ([]int64, error) {
 }
 
 // guestBusy is the machine's non-idle CPU time from the "cpu" line of
-// /proc/stat, in seconds.
-func guestBusy() (float64, error) {
-	data, err := os.ReadFile(hostProc + "/stat")
+// root/stat, in seconds.
+func guestBusy(root string) (float64, error) {
+	data, err := os.ReadFile(root + "/stat")
 	if err != nil {
 		return 0, err
 	}

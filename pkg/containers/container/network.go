@@ -13,6 +13,8 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
 	"github.com/photon-init/photon-init/pkg/net/containernet"
 	"github.com/photon-init/photon-init/pkg/net/portmap"
@@ -361,4 +363,22 @@ func (r *Runtime) NetworkInfo(name string) (NetworkInfo, bool) {
 		}
 	}
 	return info, true
+}
+
+// Close releases what the runtime mounted for the containers' networks
+// (the shared mount of the network namespace directory), once every
+// container is destroyed: "photon-init run" on a host leaves nothing
+// mounted behind. Addresses stay reserved on disk for the next run.
+func (r *Runtime) Close() error {
+	s := r.net
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.net == nil {
+		return nil
+	}
+	if err := unix.Unmount(s.opts.NetnsDir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("unmount %s: %w", s.opts.NetnsDir, err)
+	}
+	s.net = nil
+	return nil
 }

@@ -213,12 +213,16 @@ func (e *Engine) Start(ctx context.Context, env Env) error {
 // Stop stops every container in reverse dependency order.
 func (e *Engine) Stop(ctx context.Context) error {
 	e.mu.Lock()
-	sup := e.sup
+	sup, rt := e.sup, e.rt
 	e.mu.Unlock()
 	if sup == nil {
 		return nil
 	}
-	return sup.Stop(ctx)
+	if err := sup.Stop(ctx); err != nil {
+		return err
+	}
+	// Every container is destroyed: release the runtime's own mounts.
+	return rt.Close()
 }
 
 // Status returns every container's state; nil before Start.

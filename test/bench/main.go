@@ -158,7 +158,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.outDir, "out", "", "results directory (default: out/bench in the repository)")
 	fs.DurationVar(&o.timeout, "timeout", 90*time.Second, "limit for one boot")
 	fs.BoolVar(&o.verbose, "v", false, "echo every console to stderr")
-	fs.StringVar(&o.binary, "photon-binary", "", "boot this photon-init binary in the boot section instead of bin/photon-init (to compare a change)")
+	fs.StringVar(&o.binary, "photon-binary", "", "boot this photon-init binary in the boot, memory and scale sections instead of bin/photon-init (to compare a change)")
 	fs.StringVar(&extra, "append", "", "more kernel arguments for every boot, e.g. photon.loglevel=debug (for investigating, not for figures)")
 	fs.StringVar(&counts, "memory-containers", "1,10,50", "container counts of the memory section")
 	fs.IntVar(&o.memN, "memory-n", 3, "boots per container count")

@@ -328,7 +328,7 @@ func (b *bench) demoInitramfs(ctx context.Context) (string, error) {
 	}
 	img := filepath.Join(dir, "initramfs.img")
 	err := vm.BuildInitramfs(ctx, b.host, vm.BuildOptions{
-		Output: img, OverlayDir: filepath.Join(b.host.Repo, "configs"), Compress: "lz4",
+		Binary: b.o.binary, Output: img, OverlayDir: filepath.Join(b.host.Repo, "configs"), Compress: "lz4",
 		Images: []string{"demo/web:1.0=oci:" + layout + ":" + vm.ServerImageTag},
 	})
 	return img, err

@@ -73,7 +73,7 @@ func (b *bench) buildToolsInitramfs(ctx context.Context, out, layout string, man
 		return err
 	}
 	return vm.BuildInitramfs(ctx, b.host, vm.BuildOptions{
-		Output: out, Compress: "none", OverlayDir: overlay,
+		Binary: b.o.binary, Output: out, Compress: "none", OverlayDir: overlay,
 		Images: []string{toolsRef + "=oci:" + layout + ":latest"},
 	})
 }

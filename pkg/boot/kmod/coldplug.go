@@ -22,8 +22,10 @@ const maxColdplugPasses = 32
 // symlinks) for modalias files, matches each new modalias against the
 // index's aliases, and loads the matching modules with their dependencies.
 // Loading a driver can create devices (virtio_pci creates the virtio
-// devices, button an input device), so it repeats until a pass finds no
-// modalias it has not seen.
+// devices, button an input device), so it goes on until a round finds no
+// modalias it has not seen. The devices of later rounds come from the
+// kernel's uevents, subscribed to before the walk (see Loader.Uevents);
+// without them, or when events were lost, each round walks sysfs again.
 //
 // It returns one Result per module it loaded or failed to load (modules
 // already loaded are not reported) and an error joining the failures; a
@@ -31,11 +33,15 @@ const maxColdplugPasses = 32
 // at all, or ctx, ends it early.
 func (l *Loader) Coldplug(ctx context.Context, sysfsRoot string) ([]Result, error) {
 	root := filepath.Join(sysfsRoot, "devices")
+	events := l.openUevents()
+	if events != nil {
+		defer events.Close()
+	}
 	seen := map[string]bool{}
 	reported := map[string]bool{}
 	var results []Result
 	start := time.Now()
-	passes := 0
+	passes, walks := 0, 0
 	for ctx.Err() == nil {
 		if passes == maxColdplugPasses {
 			l.log().Warn("kmod: coldplug stopped: devices kept appearing", "passes", passes)
@@ -43,15 +49,29 @@ func (l *Loader) Coldplug(ctx context.Context, sysfsRoot string) ([]Result, erro
 		}
 		passes++
 		var fresh []string
-		walkStart := time.Now()
-		err := walkModaliases(root, func(modalias string) {
+		note := func(modalias string) {
 			if !seen[modalias] {
 				seen[modalias] = true
 				fresh = append(fresh, modalias)
 			}
-		})
-		if err != nil {
-			return results, fmt.Errorf("coldplug: walk %s: %w", root, err)
+		}
+		walkStart := time.Now()
+		walk := passes == 1 || events == nil
+		if !walk {
+			ms, err := events.Modaliases()
+			for _, m := range ms {
+				note(m)
+			}
+			if err != nil {
+				l.log().Debug("kmod: coldplug walks sysfs again", "err", err)
+				walk = true
+			}
+		}
+		if walk {
+			walks++
+			if err := walkModaliases(root, note); err != nil {
+				return results, fmt.Errorf("coldplug: walk %s: %w", root, err)
+			}
 		}
 		if len(fresh) == 0 {
 			break
@@ -72,11 +92,26 @@ func (l *Loader) Coldplug(ctx context.Context, sysfsRoot string) ([]Result, erro
 			}
 			results = append(results, r)
 		}
-		l.log().Debug("kmod: coldplug pass", "pass", passes, "new_modaliases", len(fresh), "matched", len(matched), "loaded", loaded,
-			"walk_match", walkTime.Round(time.Microsecond))
+		l.log().Debug("kmod: coldplug pass", "pass", passes, "walked", walk, "new_modaliases", len(fresh), "matched", len(matched), "loaded", loaded,
+			"find_match", walkTime.Round(time.Microsecond))
 	}
-	l.log().Debug("kmod: coldplug done", "passes", passes, "modaliases", len(seen), "duration", time.Since(start).Round(time.Microsecond))
+	l.log().Debug("kmod: coldplug done", "passes", passes, "walks", walks, "modaliases", len(seen), "duration", time.Since(start).Round(time.Microsecond))
 	return results, resultsError(ctx, results)
+}
+
+// openUevents subscribes to device events, or returns nil (Coldplug then
+// walks sysfs every round).
+func (l *Loader) openUevents() UeventSource {
+	open := l.Uevents
+	if open == nil {
+		open = OpenKernelUevents
+	}
+	events, err := open()
+	if err != nil {
+		l.log().Debug("kmod: no uevents; coldplug walks sysfs after every round of loads", "err", err)
+		return nil
+	}
+	return events
 }
 
 // walkModaliases calls fn with the content of every regular file named

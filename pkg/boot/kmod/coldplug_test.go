@@ -2,11 +2,14 @@ package kmod
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // fakeSysfs builds a sysfs-like tree and returns its root.
@@ -31,7 +34,61 @@ func addSysfsFile(t *testing.T, root, rel, content string) {
 	}
 }
 
-func TestColdplugRepeatsUntilNoNewDevice(t *testing.T) {
+// fakeUevents is a UeventSource fed by the test.
+type fakeUevents struct {
+	mu     sync.Mutex
+	queued []string
+	lose   bool // the next Modaliases reports lost events
+	closed bool
+}
+
+func (f *fakeUevents) add(modalias string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queued = append(f.queued, modalias)
+}
+
+func (f *fakeUevents) Modaliases() ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.queued
+	f.queued = nil
+	if f.lose {
+		f.lose = false
+		return out, ErrUeventsLost
+	}
+	return out, nil
+}
+
+func (f *fakeUevents) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	return nil
+}
+
+// TestColdplug runs the same machine through each way Coldplug learns of
+// the devices that loaded drivers create: walking sysfs again, uevents,
+// and uevents that were lost (a walk catches up).
+func TestColdplug(t *testing.T) {
+	tests := []struct {
+		name   string
+		events bool // a UeventSource is available
+		lose   bool // its first answer reports lost events
+		walks  string
+	}{
+		{name: "walks", walks: "walks=3"},
+		{name: "uevents", events: true, walks: "walks=1"},
+		{name: "uevents lost", events: true, lose: true, walks: "walks=2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testColdplugMachine(t, tt.events, tt.lose, tt.walks)
+		})
+	}
+}
+
+func testColdplugMachine(t *testing.T, withEvents, lose bool, wantWalks string) {
 	// The fixture's modules.dep, with a module file for each line.
 	dep, err := os.ReadFile(filepath.Join(fixture, DepFile))
 	if err != nil {
@@ -67,16 +124,25 @@ func TestColdplugRepeatsUntilNoNewDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	events := &fakeUevents{lose: lose}
+	// A device appears in sysfs and, as the kernel does, as an event.
+	addDevice := func(rel, modalias string) {
+		addSysfsFile(t, sys, rel, modalias+"\n")
+		events.add(modalias)
+	}
 	k := &fakeKernel{}
 	k.after = func(image string) {
 		switch image {
 		case "virtio_pci": // the PCI driver creates the virtio device
-			addSysfsFile(t, sys, "devices/pci0000:00/0000:00:01.0/virtio0/modalias", "virtio:d00000001v00001AF4\n")
+			addDevice("devices/pci0000:00/0000:00:01.0/virtio0/modalias", "virtio:d00000001v00001AF4")
 		case "button": // the ACPI button driver registers an input device
-			addSysfsFile(t, sys, "devices/LNXSYSTM:00/LNXPWRBN:00/input/input0/modalias", "input:b0019v0000p0001e0000-e0,1,k74,ramlsfw\n")
+			addDevice("devices/LNXSYSTM:00/LNXPWRBN:00/input/input0/modalias", "input:b0019v0000p0001e0000-e0,1,k74,ramlsfw")
 		}
 	}
 	l, logs := newTestLoader(t, dir, k)
+	if withEvents {
+		l.Uevents = func() (UeventSource, error) { return events, nil }
+	}
 	rs, err := l.Coldplug(context.Background(), sys)
 	if err != nil {
 		t.Fatalf("Coldplug: %v", err)
@@ -111,6 +177,56 @@ func TestColdplugRepeatsUntilNoNewDevice(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "passes=3") {
 		t.Errorf("want 3 passes (pci, then virtio and input, then nothing new):\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), wantWalks+" ") {
+		t.Errorf("want %s:\n%s", wantWalks, logs)
+	}
+	if withEvents && !events.closed {
+		t.Error("the uevent subscription was not closed")
+	}
+}
+
+func TestAddedModalias(t *testing.T) {
+	tests := []struct {
+		msg, want string
+	}{
+		{"add@/devices/pci0000:00/0000:00:03.0/virtio0\x00ACTION=add\x00DEVPATH=/devices/pci0000:00/0000:00:03.0/virtio0\x00SUBSYSTEM=virtio\x00MODALIAS=virtio:d00000001v00001AF4\x00SEQNUM=1200\x00", "virtio:d00000001v00001AF4"},
+		{"remove@/devices/x\x00ACTION=remove\x00MODALIAS=virtio:d00000001v00001AF4\x00", ""},
+		{"bind@/devices/x\x00ACTION=bind\x00MODALIAS=pci:v1\x00", ""},
+		{"add@/devices/virtual/net/lo\x00ACTION=add\x00SUBSYSTEM=net\x00", ""},
+		{"libudev\x00\xfe\xed\xca\xfe", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := addedModalias([]byte(tt.msg)); got != tt.want {
+			t.Errorf("addedModalias(%q) = %q, want %q", tt.msg, got, tt.want)
+		}
+	}
+}
+
+// TestKernelUevents subscribes to the host kernel's uevents (nothing is
+// triggered: a test must not make the host's devices announce themselves)
+// and drains what is queued without waiting.
+func TestKernelUevents(t *testing.T) {
+	src, err := OpenKernelUevents()
+	if err != nil {
+		t.Skipf("no uevent socket here: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := src.Modaliases()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, ErrUeventsLost) {
+			t.Errorf("Modaliases: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Modaliases waited for events")
+	}
+	if err := src.Close(); err != nil {
+		t.Errorf("Close: %v", err)
 	}
 }
 

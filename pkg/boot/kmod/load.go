@@ -125,6 +125,10 @@ type Loader struct {
 	// Params holds module parameters ("opt=val opt2=val") by normalised
 	// module name.
 	Params map[string]string
+	// Uevents subscribes to the kernel's device events for Coldplug; nil
+	// means OpenKernelUevents. When it fails, Coldplug walks sysfs again
+	// after every round of loads instead.
+	Uevents func() (UeventSource, error)
 
 	mu     sync.Mutex
 	loaded map[string]bool // nil until /proc/modules is read

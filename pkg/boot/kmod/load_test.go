@@ -139,6 +139,8 @@ func newTestLoader(t *testing.T, dir string, k Kernel) (*Loader, *bytes.Buffer) 
 	l := NewLoader(ix, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	l.Kernel = k
 	l.ProcModules = filepath.Join(dir, "proc-modules")
+	// The host's own device events must not reach a test.
+	l.Uevents = func() (UeventSource, error) { return nil, errors.New("no uevents in tests") }
 	return l, &logs
 }
 

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -19,61 +20,109 @@ import (
 
 // machineOptions wires the packages that the boot sequence drives.
 func machineOptions(sandbox bool, configPath string) boot.Options {
+	mods := &moduleLoader{}
 	return boot.Options{
 		Version:     version,
 		PID1Start:   pid1Start,
 		Sandbox:     sandbox,
 		ConfigPath:  configPath,
-		LoadModules: loadModules,
+		LoadModules: mods.loadDeclared,
+		Coldplug:    mods.coldplug,
 		Workload:    containerWorkload{engine.New(engine.PathsUnder("/"))},
 	}
 }
 
-// loadModules loads the declared modules, then coldplugs: every device's
-// modalias matched against the initramfs's modules.alias. Unknown modules
-// and modules whose file is missing are warnings (logged by the loader);
-// only a module that fails to load is an error of the step.
-func loadModules(ctx context.Context, log *slog.Logger, declared []string) error {
+// moduleLoader loads modules from the running kernel's module directory
+// (the initramfs's, or the real root's after a switch) with one kmod.Loader
+// per directory, so the index is read once and loads are serialised.
+type moduleLoader struct {
+	mu     sync.Mutex
+	key    string // the directory's path, device and inode
+	loader *kmod.Loader
+}
+
+// get returns the loader for the running kernel's module directory, or nil
+// when there is none.
+func (ml *moduleLoader) get(log *slog.Logger) (*kmod.Loader, error) {
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
-		return fmt.Errorf("uname: %w", err)
+		return nil, fmt.Errorf("uname: %w", err)
 	}
 	dir := "/lib/modules/" + unix.ByteSliceToString(uts.Release[:])
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			log.Info("kmod: no modules for this kernel", "dir", dir)
+			return nil, nil
+		}
+		return nil, fmt.Errorf("stat %s: %w", dir, err)
+	}
+	key := fmt.Sprintf("%s %d:%d", dir, st.Dev, st.Ino) // another after switch_root
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	if ml.loader != nil && ml.key == key {
+		return ml.loader, nil
+	}
 	ix, err := kmod.Open(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			log.Info("kmod: no modules for this kernel", "dir", dir)
-			return nil
+			return nil, nil
 		}
-		return err
+		return nil, err
 	}
+	ml.key, ml.loader = key, kmod.NewLoader(ix, log)
+	return ml.loader, nil
+}
+
+// loadDeclared loads the declared modules and what the containers need:
+// overlay for their root filesystems, the bridge networking's modules when
+// a manifest asks for it. Unknown modules and modules whose file is missing
+// are warnings (logged by the loader); only a module that fails to load is
+// an error of the step.
+func (ml *moduleLoader) loadDeclared(ctx context.Context, log *slog.Logger, declared []string) error {
 	if hasManifests(config.DefaultContainersDir) {
-		// Containers' root filesystems are overlays.
 		declared = append(declared, "overlay")
 	}
 	if hasBridged(config.DefaultContainersDir) {
 		declared = append(declared, bridgeModules()...)
 	}
-	l := kmod.NewLoader(ix, log)
-	var results []kmod.Result
-	if len(declared) > 0 {
-		r, _ := l.Load(ctx, declared...)
-		results = append(results, r...)
+	if len(declared) == 0 {
+		return nil
 	}
-	r, coldErr := l.Coldplug(ctx, "/sys")
-	results = append(results, r...)
+	l, err := ml.get(log)
+	if l == nil {
+		return err
+	}
+	r, _ := l.Load(ctx, declared...)
+	return loadErrors(r, nil)
+}
+
+// coldplug loads the modules of the machine's devices: every device's
+// modalias matched against the module directory's modules.alias.
+func (ml *moduleLoader) coldplug(ctx context.Context, log *slog.Logger) error {
+	l, err := ml.get(log)
+	if l == nil {
+		return err
+	}
+	r, err := l.Coldplug(ctx, "/sys")
+	return loadErrors(r, err)
+}
+
+// loadErrors is the error of a step that loaded modules: the failed ones. A
+// module listed in the index whose file is absent is a missing module: a
+// warning (the loader logged it), not a failed boot. other (coldplug's own
+// error, which joins its failed modules) counts only when no module failed:
+// sysfs itself could not be read.
+func loadErrors(results []kmod.Result, other error) error {
 	var errs []error
 	for _, res := range results {
-		// A module listed in the index whose file is absent is a missing
-		// module: a warning (the loader logged it), not a failed boot.
 		if res.Status == kmod.Failed && !errors.Is(res.Err, fs.ErrNotExist) {
 			errs = append(errs, res.Err)
 		}
 	}
-	// Coldplug's error joins its failed modules, reported above, unless
-	// sysfs itself could not be read.
-	if coldErr != nil && len(errs) == 0 {
-		errs = append(errs, coldErr)
+	if other != nil && len(errs) == 0 {
+		errs = append(errs, other)
 	}
 	return errors.Join(errs...)
 }

@@ -41,9 +41,13 @@ type Options struct {
 	Sandbox bool
 	// ConfigPath is the machine configuration; "" means config.DefaultPath.
 	ConfigPath string
-	// LoadModules loads the declared modules and those coldplug finds for
-	// the machine's devices (package kmod). Nil skips the step.
+	// LoadModules loads the declared modules (package kmod): init.yaml's,
+	// and what the workload needs (overlay, bridge networking). Nil skips
+	// module loading, coldplug included.
 	LoadModules func(ctx context.Context, log *slog.Logger, declared []string) error
+	// Coldplug loads the modules of the devices present and of those their
+	// drivers create. Nil skips it.
+	Coldplug func(ctx context.Context, log *slog.Logger) error
 	// Reaper is the one owner of wait(2) in PID 1; Main runs it before
 	// anything else. Nil means New with the machine's logger. Whatever
 	// starts processes later (containers) must start them through it.
@@ -95,6 +99,13 @@ type Machine struct {
 	config   *config.Config
 	settings Settings
 	network  *hostnet.Manager
+	// sysctlMissing are sysctl keys that did not exist when the sysctl
+	// step ran (a module's or a device's); the devices step applies them
+	// again after coldplug.
+	sysctlMissing []string
+
+	// background counts the running background steps (Step.Background).
+	background sync.WaitGroup
 
 	debug debugConsole // the debug shell on the console (debugshell.go)
 }
@@ -108,6 +119,11 @@ type Step struct {
 	// Machine steps change the kernel's global state; sandbox mode skips
 	// them.
 	Machine bool
+	// Background steps start with their phase, but the phases after it
+	// do not wait for them: a step that needs a background step's work
+	// waits for that work itself. The plan (and the boot) is over when
+	// they are done too. Their failures are reported, never fatal.
+	Background bool
 }
 
 // Phase is a group of steps that run in parallel; phases run in order.
@@ -116,7 +132,10 @@ type Phase struct {
 	Steps []Step
 }
 
-// Plan is the boot sequence.
+// Plan is the boot sequence. Coldplug (the devices step) runs in the
+// background at a low CPU priority: nothing up to the containers needs the
+// machine's devices unless storage is configured, and the mounts step then
+// waits for it; network links are configured as they appear.
 func Plan() []Phase {
 	return []Phase{
 		{"early", []Step{{Name: "apifs", Run: (*Machine).mountAPI, Fatal: true}}},
@@ -131,11 +150,9 @@ func Plan() []Phase {
 			{Name: "rlimits", Run: (*Machine).setRlimits},
 			{Name: "entropy", Run: (*Machine).checkEntropy},
 		}},
+		{"devices", []Step{{Name: "coldplug", Run: (*Machine).coldplug, Machine: true, Background: true}}},
 		{"storage", []Step{{Name: "mounts", Run: (*Machine).mountStorage}}},
-		{"late", []Step{
-			{Name: "sysctl", Run: (*Machine).applySysctl, Machine: true},
-			{Name: "power-button", Run: (*Machine).watchPowerButton, Machine: true},
-		}},
+		{"late", []Step{{Name: "sysctl", Run: (*Machine).applySysctl, Machine: true}}},
 		{"network", []Step{{Name: "network", Run: (*Machine).startNetwork}}},
 		{"workload", []Step{{Name: "containers", Run: (*Machine).startWorkload}}},
 	}
@@ -213,9 +230,11 @@ func (m *Machine) notice(msg string) {
 	m.log.Log(context.Background(), console.LevelNotice, msg)
 }
 
-// runPlan runs phases in order and the steps of a phase in parallel. It
-// returns the error of the first fatal step that failed.
+// runPlan runs phases in order and the steps of a phase in parallel (see
+// Step.Background for the steps nothing waits for). It returns the error of
+// the first fatal step that failed, after the background steps are done.
 func (m *Machine) runPlan(ctx context.Context, plan []Phase) error {
+	defer m.background.Wait()
 	for _, ph := range plan {
 		var wg sync.WaitGroup
 		errs := make([]error, len(ph.Steps))
@@ -224,15 +243,19 @@ func (m *Machine) runPlan(ctx context.Context, plan []Phase) error {
 				m.log.Debug("sandbox mode: skipping step", "step", st.Name)
 				continue
 			}
-			wg.Add(1)
+			group := &wg
+			if st.Background {
+				group = &m.background
+			}
+			group.Add(1)
 			go func() {
-				defer wg.Done()
+				defer group.Done()
 				end := m.timeline.Begin(ph.Name, st.Name)
 				err := safe.Call(st.Name, func() error { return st.Run(m, ctx) })
 				end(err)
 				if err != nil {
 					m.reportStepError(st.Name, err)
-					if st.Fatal || errors.Is(err, errFatal) {
+					if !st.Background && (st.Fatal || errors.Is(err, errFatal)) {
 						errs[i] = fmt.Errorf("boot step %s: %w", st.Name, err)
 					}
 				}
@@ -244,6 +267,23 @@ func (m *Machine) runPlan(ctx context.Context, plan []Phase) error {
 		}
 	}
 	return nil
+}
+
+// waitBackground waits until the background steps started so far are done
+// (the devices step: coldplug), or ctx ends. Only foreground steps may call
+// it.
+func (m *Machine) waitBackground(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		m.background.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // errFatal is matched by the error of a step that is not fatal by itself

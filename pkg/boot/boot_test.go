@@ -137,6 +137,59 @@ func TestRunPlanPhaseIsParallel(t *testing.T) {
 	}
 }
 
+// TestRunPlanBackground: the phases after a background step do not wait
+// for it, a step that needs its work waits with waitBackground, its failure
+// is reported but not fatal, and runPlan returns only once it is done.
+func TestRunPlanBackground(t *testing.T) {
+	release := make(chan struct{})
+	var bgDone, waited, independent atomic.Bool
+	bg := func(m *Machine, ctx context.Context) error {
+		<-release
+		bgDone.Store(true)
+		return errors.New("a module failed")
+	}
+	plan := []Phase{
+		{"devices", []Step{{Name: "coldplug", Run: bg, Background: true, Fatal: true}}},
+		{"next", []Step{{Name: "independent", Run: func(m *Machine, ctx context.Context) error {
+			independent.Store(!bgDone.Load())
+			close(release)
+			return nil
+		}}}},
+		{"storage", []Step{{Name: "mounts", Run: func(m *Machine, ctx context.Context) error {
+			if err := m.waitBackground(ctx); err != nil {
+				return err
+			}
+			waited.Store(bgDone.Load())
+			return nil
+		}}}},
+	}
+	var out syncBuffer
+	m := newMachine(Options{}, &out)
+	if err := m.runPlan(context.Background(), plan); err != nil {
+		t.Fatalf("runPlan: %v (a background step is never fatal)", err)
+	}
+	if !independent.Load() {
+		t.Error("the next phase waited for the background step")
+	}
+	if !waited.Load() {
+		t.Error("waitBackground returned before the background step was done")
+	}
+	if !bgDone.Load() {
+		t.Error("runPlan returned before the background step was done")
+	}
+	m.console.Flush(time.Second)
+	if !strings.Contains(out.String(), "coldplug: a module failed") {
+		t.Errorf("the background step's failure is not on the console:\n%s", out.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m.background.Add(1)
+	defer m.background.Done()
+	if err := m.waitBackground(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("waitBackground with an ended context = %v, want context.Canceled", err)
+	}
+}
+
 func TestLoadConfigBrokenFileKeepsCommandLine(t *testing.T) {
 	dir := t.TempDir()
 	path := dir + "/init.yaml"

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -156,17 +157,80 @@ func (m *Machine) setRlimits(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// applySysctl writes the configured sysctls; every key is tried.
+// applySysctl writes the configured sysctls; every key is tried. A key
+// that does not exist yet (a module's, or a network device's that coldplug
+// has still to create) is applied again at the end of the devices step.
 func (m *Machine) applySysctl(ctx context.Context) error {
+	missing, err := m.writeSysctls(sortedKeys(m.Settings().Sysctl), true)
+	m.mu.Lock()
+	m.sysctlMissing = missing
+	m.mu.Unlock()
+	return err
+}
+
+// writeSysctls writes the given configured keys. With deferMissing, keys
+// without a file are returned instead of reported.
+func (m *Machine) writeSysctls(keys []string, deferMissing bool) (missing []string, err error) {
 	var errs []error
 	sysctl := m.Settings().Sysctl
-	for _, key := range sortedKeys(sysctl) {
+	for _, key := range keys {
 		path := config.SysctlPath(key)
-		if err := os.WriteFile(path, []byte(string(sysctl[key])+"\n"), 0); err != nil {
+		err := os.WriteFile(path, []byte(string(sysctl[key])+"\n"), 0)
+		switch {
+		case err == nil:
+		case deferMissing && errors.Is(err, os.ErrNotExist):
+			missing = append(missing, key)
+		default:
 			errs = append(errs, fmt.Errorf("sysctl %s: %w", key, err))
 		}
 	}
+	return missing, errors.Join(errs...)
+}
+
+// coldplug is the devices step, in the background at a low CPU priority:
+// it loads the modules of the machine's devices (the containers start
+// meanwhile; network links are configured as they appear), then watches the
+// power button and applies the sysctl keys that only exist now.
+func (m *Machine) coldplug(ctx context.Context) error {
+	var errs []error
+	if m.opts.Coldplug != nil {
+		errs = append(errs, lowPriority(coldplugNice, func() error { return m.opts.Coldplug(ctx, m.log) }))
+	}
+	end := m.timeline.Begin("devices", "power-button")
+	err := m.watchPowerButton(ctx)
+	end(err)
+	errs = append(errs, err)
+	m.mu.Lock()
+	missing := m.sysctlMissing
+	m.sysctlMissing = nil
+	m.mu.Unlock()
+	if len(missing) > 0 {
+		_, err := m.writeSysctls(missing, false)
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// coldplugNice is the devices step's nice value: module loading is CPU work
+// (signature checks, relocations) that should not slow the containers'
+// start on a machine with one CPU.
+const coldplugNice = 10
+
+// lowPriority runs fn on an OS thread of its own at the given nice value
+// (Linux's nice is per thread), then restores the thread's priority. If it
+// cannot, the thread is left locked and ends with the goroutine.
+func lowPriority(nice int, fn func() error) error {
+	runtime.LockOSThread()
+	tid := unix.Gettid()
+	if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil {
+		runtime.UnlockOSThread()
+		return fn()
+	}
+	err := fn()
+	if unix.Setpriority(unix.PRIO_PROCESS, tid, 0) == nil {
+		runtime.UnlockOSThread()
+	}
+	return err
 }
 
 // checkEntropy reports whether the kernel's random number generator is

@@ -21,9 +21,10 @@ import (
 // mounted before photon-init switches to it.
 const Sysroot = "/sysroot"
 
-// mountStorage is the "mounts" step, after the modules (the disks' drivers)
-// are loaded and before the network and the containers: it switches to a
-// real root when one is named, then mounts init.yaml's mounts: in order.
+// mountStorage is the "mounts" step, before the network and the containers:
+// when there is storage to mount, it waits for the devices step (the disks'
+// drivers), switches to a real root when one is named, then mounts
+// init.yaml's mounts: in order.
 // A missing disk is reported after its timeout and an unknown filesystem
 // fails its own entry only; the boot goes on, unless the entry is marked
 // required: then the machine stops in the emergency state.
@@ -34,8 +35,18 @@ func (m *Machine) mountStorage(ctx context.Context) error {
 		LoadFilesystem: m.loadFilesystem,
 		Run:            m.runTool,
 	}
+	root, hasRoot := m.rootEntry()
+	m.mu.Lock()
+	cfg := m.config
+	m.mu.Unlock()
+	if !hasRoot && (cfg == nil || len(cfg.Mounts) == 0) {
+		return nil
+	}
+	if err := m.waitBackground(ctx); err != nil {
+		return fmt.Errorf("wait for the devices: %w", err)
+	}
 	var errs []error
-	if root, ok := m.rootEntry(); ok {
+	if hasRoot {
 		end := m.timeline.Begin("storage", "switch-root")
 		err := m.switchRoot(ctx, mounter, root)
 		end(err)
@@ -44,7 +55,7 @@ func (m *Machine) mountStorage(ctx context.Context) error {
 		}
 	}
 	m.mu.Lock()
-	cfg := m.config
+	cfg = m.config // the new root's, after a switch
 	m.mu.Unlock()
 	if cfg == nil || len(cfg.Mounts) == 0 {
 		return errors.Join(errs...)

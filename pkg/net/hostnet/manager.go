@@ -58,8 +58,13 @@ type Options struct {
 	// photon.hostname); when empty, the plan's (ip=), then a lease's, then
 	// DefaultHostname is used.
 	Hostname string
-	// DefaultHostname is the last resort; "" computes StableHostname("/").
+	// DefaultHostname is the last resort; "" computes StableHostname from
+	// IdentityRoot and the ethernet links (the first one to appear, when
+	// there was none at Start: drivers may still be loading).
 	DefaultHostname string
+	// IdentityRoot is where StableHostname reads the machine's identity
+	// (etc/machine-id, sys/class/dmi/id/product_uuid); "" means "/".
+	IdentityRoot string
 	// SetHostname sets the kernel's host name; nil never changes it
 	// (sandbox mode), though Hostname() still reports the choice.
 	SetHostname func(string) error
@@ -89,7 +94,11 @@ type Manager struct {
 	links    map[int]*linkState // every link seen, by index
 	claimed  map[int]int        // First entries: entry index → link index
 	hostname string
-	stopped  bool
+	// provisional: the default host name was chosen before any ethernet
+	// link existed (its driver still loading); the first one to appear
+	// gives the MAC-derived name.
+	provisional bool
+	stopped     bool
 }
 
 // linkState is what the manager knows of one link.
@@ -254,6 +263,10 @@ func (m *Manager) linkAdded(ctx context.Context, l netlink.Link) {
 	}
 	st := &linkState{index: a.Index, name: a.Name}
 	m.links[a.Index] = st
+	rename := m.provisional && link.IsEthernet(l)
+	if rename {
+		m.provisional = false
+	}
 	i := m.entryFor(l)
 	if i >= 0 {
 		st.entry = &m.opts.Plan.Interfaces[i]
@@ -262,6 +275,9 @@ func (m *Manager) linkAdded(ctx context.Context, l netlink.Link) {
 		}
 	}
 	m.mu.Unlock()
+	if rename {
+		m.setHostname(StableHostname(m.identityRoot(), []netlink.Link{l}), "default until DHCP gives one")
+	}
 	if st.entry == nil {
 		m.log.Debug(fmt.Sprintf("network: %s: no configuration for it", a.Name), "type", l.Type())
 		return
@@ -416,9 +432,20 @@ func (m *Manager) initHostname(links []netlink.Link) {
 	}
 	def := m.opts.DefaultHostname
 	if def == "" {
-		def = StableHostname("/", links)
+		def = StableHostname(m.identityRoot(), links)
+		m.mu.Lock()
+		m.provisional = def == HostnamePrefix
+		m.mu.Unlock()
 	}
 	m.setHostname(def, "default until DHCP gives one")
+}
+
+// identityRoot is Options.IdentityRoot or "/".
+func (m *Manager) identityRoot() string {
+	if m.opts.IdentityRoot == "" {
+		return "/"
+	}
+	return m.opts.IdentityRoot
 }
 
 // configuredHostname is init.yaml's or the command line's host name.

@@ -273,3 +273,31 @@ func hasRoute(t *testing.T, l netlink.Link, to, via string, metric int) bool {
 	}
 	return false
 }
+
+// TestHostnameFromLateLink: with no identity on the machine and no
+// ethernet link at Start (its driver still loading), the default host name
+// is "photon" until the first ethernet link appears; then it derives from
+// that link's MAC address, once.
+func TestHostnameFromLateLink(t *testing.T) {
+	h := &hostnames{}
+	m := New(Options{
+		Log:          nettest.Logger(t),
+		IdentityRoot: t.TempDir(), // no machine-id, no DMI product UUID
+		SetHostname:  h.set,
+	})
+	m.initHostname(nil) // what Start does with the links present
+	nic := func(index int, name string, mac net.HardwareAddr) netlink.Link {
+		return &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index, Name: name, HardwareAddr: mac, EncapType: "ether"}}
+	}
+	ctx := context.Background()
+	m.linkAdded(ctx, &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: 2, Name: "veth0", HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}, EncapType: "ether"}})
+	m.linkAdded(ctx, nic(3, "eth0", net.HardwareAddr{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}))
+	m.linkAdded(ctx, nic(4, "eth1", net.HardwareAddr{0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc}))
+	want := []string{HostnamePrefix, HostnamePrefix + "-00123456"}
+	if !slices.Equal(h.names, want) {
+		t.Errorf("host names set = %q, want %q (a veth does not name the machine; eth0 does, once)", h.names, want)
+	}
+	if got := m.Hostname(); got != want[1] {
+		t.Errorf("Hostname() = %q, want %q", got, want[1])
+	}
+}

@@ -277,7 +277,8 @@ func Delete(name string) error {
 }
 
 // Exists reports whether the table named name (DefaultTable when empty)
-// exists.
+// exists. A kernel without nf_tables (the module not loaded: a machine
+// with no bridged container) has no table.
 func Exists(name string) (bool, error) {
 	if name == "" {
 		name = DefaultTable
@@ -287,6 +288,9 @@ func Exists(name string) (bool, error) {
 		return false, fmt.Errorf("nftables: %w", err)
 	}
 	tabs, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if errors.Is(err, unix.EPROTONOSUPPORT) {
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("nftables: list tables: %w", err)
 	}

@@ -62,11 +62,23 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultMaxLine is the longest piece of a line written as one record.
 const DefaultMaxLine = 16 << 10
+
+// readBufSize is the size of the buffers a Writer reads a pipe into (see
+// writer.ReadFrom): as io.Copy's, so a flood takes as many reads as before.
+const readBufSize = 32 << 10
+
+// keepArena is the largest arena a writer keeps once its pipe is quiet;
+// a larger one (after a burst of output) is let go, so that an idle
+// container holds no burst-sized buffer.
+const keepArena = 4 << 10
 
 // FileMode is the permission of a newly created log file.
 const FileMode = 0o640
@@ -146,6 +158,11 @@ type Sink struct {
 	now     func() time.Time
 	log     *slog.Logger
 
+	// bufs holds the read buffers of the Sink's writers between reads
+	// (see writer.ReadFrom); the garbage collector empties it while the
+	// container is quiet.
+	bufs sync.Pool
+
 	mu      sync.Mutex // serialises batches and guards the fields below
 	dests   []Destination
 	failing []bool // per destination: an error was reported and not yet cleared
@@ -194,9 +211,21 @@ func (s *Sink) Path() string { return s.path }
 
 // Writer returns a writer for one stream. Each Writer is used by one
 // goroutine at a time; Close flushes a last unterminated line. Writers of
-// the same Sink may be used concurrently.
+// the same Sink may be used concurrently. The writer is also an
+// io.ReaderFrom: io.Copy from a pipe (an *os.File) waits for data without
+// holding a buffer (see ReadFrom), so a quiet container costs no read
+// buffer.
 func (s *Sink) Writer(stream Stream) io.WriteCloser {
 	return &writer{sink: s, stream: stream}
+}
+
+// getBuf returns a read buffer of readBufSize.
+func (s *Sink) getBuf() *[]byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, readBufSize)
+	return &b
 }
 
 // Close closes every destination. Lines written afterwards are dropped.
@@ -314,6 +343,83 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	w.sink.emit(w.lines)
 	return n, nil
+}
+
+// idle lets go of a burst-sized arena while the stream is quiet (kept
+// while data keeps coming, so a flood reuses it).
+func (w *writer) idle() {
+	if cap(w.arena) > keepArena {
+		w.arena, w.lines = nil, nil
+	}
+}
+
+// ReadFrom copies r to the writer until r ends, and returns the number of
+// bytes copied; it is what io.Copy calls (through os.File.WriteTo). When
+// r is a file that the runtime's poller waits on (a pipe), it waits for
+// data without holding a buffer, then reads what is there into a buffer
+// of the Sink's pool and writes it: a container whose output is quiet
+// holds no read buffer (io.Copy's own buffer was 32 KiB per stream for
+// the stream's whole life). Other readers are copied with a buffer of
+// that size, as io.Copy would.
+func (w *writer) ReadFrom(r io.Reader) (int64, error) {
+	if sc, ok := r.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			return w.readFromRaw(rc)
+		}
+	}
+	bp := w.sink.getBuf()
+	defer w.sink.bufs.Put(bp)
+	var total int64
+	for {
+		n, err := r.Read(*bp)
+		if n > 0 {
+			w.Write((*bp)[:n])
+			total += int64(n)
+		}
+		switch {
+		case err == io.EOF:
+			return total, nil
+		case err != nil:
+			return total, err
+		}
+	}
+}
+
+// readFromRaw is ReadFrom for a file that can wait for readiness: a
+// buffer is taken from the pool only once data is there.
+func (w *writer) readFromRaw(rc syscall.RawConn) (int64, error) {
+	var total int64
+	for {
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			bp := w.sink.getBuf()
+			defer w.sink.bufs.Put(bp)
+			for {
+				n, rerr = unix.Read(int(fd), *bp)
+				if rerr != unix.EINTR {
+					break
+				}
+			}
+			if rerr == unix.EAGAIN {
+				w.idle()
+				return false // nothing yet: wait for the poller, holding no buffer
+			}
+			if n > 0 {
+				w.Write((*bp)[:n])
+			}
+			return true
+		})
+		switch {
+		case err != nil: // the file was closed, or it cannot be waited on
+			return total, err
+		case rerr != nil:
+			return total, rerr
+		case n <= 0:
+			return total, nil // end of the stream
+		}
+		total += int64(n)
+	}
 }
 
 // Close emits an unterminated last line as a whole line.

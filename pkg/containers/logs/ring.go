@@ -24,9 +24,14 @@ const (
 // bound.
 const EntryOverhead = 64
 
-// slabSize is the size of the blocks a ring copies line texts into; a line
-// longer than slabSize/4 gets its own allocation.
-const slabSize = 32 << 10
+// slabSize is the largest size of the blocks a ring copies line texts
+// into; a line longer than slabSize/4 gets its own allocation. A ring's
+// first block is minSlabSize and each next one twice the last, so a
+// container that logs a few lines does not hold a whole slabSize block.
+const (
+	slabSize    = 32 << 10
+	minSlabSize = 512
+)
 
 // ErrClosed is returned by Follower.Next once its ring is closed and every
 // line was read.
@@ -165,11 +170,18 @@ func (r *Ring) copyText(t []byte) []byte {
 		return append([]byte(nil), t...)
 	}
 	if cap(r.slab)-len(r.slab) < len(t) {
-		r.slab = make([]byte, 0, slabSize)
+		r.slab = make([]byte, 0, nextSlabSize(cap(r.slab), len(t)))
 	}
 	off := len(r.slab)
 	r.slab = append(r.slab, t...)
 	return r.slab[off:len(r.slab):len(r.slab)]
+}
+
+// nextSlabSize is the size of the block after one of size last, for a
+// text of n bytes (n <= slabSize/4): twice the last, from minSlabSize up to
+// slabSize, and at least n.
+func nextSlabSize(last, n int) int {
+	return max(min(max(2*last, minSlabSize), slabSize), n)
 }
 
 func entryCost(e *Entry) int { return len(e.Text) + EntryOverhead }
@@ -192,9 +204,12 @@ func (r *Ring) push(e Entry) {
 	r.bytes += cost
 }
 
-// grow doubles the buffer, up to MaxLines.
+// minRingLines is the capacity of a ring's first buffer.
+const minRingLines = 16
+
+// grow doubles the buffer, from minRingLines up to MaxLines.
 func (r *Ring) grow() {
-	size := max(64, 2*len(r.buf))
+	size := max(minRingLines, 2*len(r.buf))
 	size = min(size, r.opts.MaxLines)
 	nb := make([]Entry, size)
 	r.copyOut(nb, 0, r.n)

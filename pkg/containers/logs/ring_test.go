@@ -320,3 +320,51 @@ func TestRingTextIsOwned(t *testing.T) {
 		t.Fatalf("held text became %q", held[0].Text)
 	}
 }
+
+// TestRingGrowsWithItsLines checks that a ring holds memory in proportion
+// to what it keeps, not to its bounds: one short line costs a small buffer
+// and a small block of text, and both grow (by doubling, up to the
+// bounds) as lines come.
+func TestRingGrowsWithItsLines(t *testing.T) {
+	for _, tc := range []struct {
+		lines, width       int
+		maxBuf, maxSlab    int // capacities at most
+		minBuf, minSlabCap int // and at least
+	}{
+		{lines: 0, width: 20, maxBuf: 0, maxSlab: 0},
+		{lines: 1, width: 20, minBuf: 1, maxBuf: minRingLines, minSlabCap: 20, maxSlab: minSlabSize},
+		{lines: 20, width: 20, minBuf: 20, maxBuf: 2 * minRingLines, minSlabCap: 20, maxSlab: 2 * minSlabSize},
+		{lines: 2000, width: 100, minBuf: 2000, maxBuf: 2048, minSlabCap: slabSize, maxSlab: slabSize},
+	} {
+		r := NewRing("c", RingOptions{})
+		s, err := Open("c", Options{Destinations: []Destination{r.Destination()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeSeq(s.Writer(Stdout), 1, tc.lines+1, 1, tc.width)
+		r.mu.Lock()
+		buf, slab := len(r.buf), cap(r.slab)
+		r.mu.Unlock()
+		if buf < tc.minBuf || buf > tc.maxBuf || slab < tc.minSlabCap || slab > tc.maxSlab {
+			t.Errorf("%d lines of %d bytes: buffer of %d entries (want %d..%d), text block of %d bytes (want %d..%d)",
+				tc.lines, tc.width, buf, tc.minBuf, tc.maxBuf, slab, tc.minSlabCap, tc.maxSlab)
+		}
+		if n, _ := r.Len(); n != tc.lines {
+			t.Errorf("%d lines written, %d kept", tc.lines, n)
+		}
+	}
+}
+
+func TestNextSlabSize(t *testing.T) {
+	for _, tc := range []struct{ last, n, want int }{
+		{0, 10, minSlabSize},
+		{minSlabSize, 10, 2 * minSlabSize},
+		{minSlabSize, 3000, 3000},
+		{slabSize, 10, slabSize},
+		{slabSize / 2, slabSize / 4, slabSize},
+	} {
+		if got := nextSlabSize(tc.last, tc.n); got != tc.want {
+			t.Errorf("nextSlabSize(%d, %d) = %d, want %d", tc.last, tc.n, got, tc.want)
+		}
+	}
+}

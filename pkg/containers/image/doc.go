@@ -10,8 +10,10 @@
 // OCI-layout form), aci:PATH (package aci), rootfs:PATH (a plain root
 // filesystem directory), and registry references, which are everything
 // else ("host:5000/app:1.0", "x:tag", "x@sha256:...", optionally
-// "docker://..."), parsed and normalised by github.com/distribution/reference
-// and pulled by package registry. A multi-platform image (an index) is
+// "docker://..."), parsed and normalised as Docker does (ParseNamed: the
+// grammar of github.com/distribution/reference, by hand, since that package
+// compiles its regular expressions at every start of the binary) and pulled
+// by package registry. A multi-platform image (an index) is
 // resolved to the manifest for the store's Platform (DefaultPlatform: linux,
 // runtime.GOARCH, its variant), in layouts as in registries
 // (SelectManifest, ResolveDescriptor).

@@ -3,8 +3,6 @@ package image
 import (
 	"fmt"
 	"strings"
-
-	"github.com/distribution/reference"
 )
 
 // Transports: the kinds of image reference ParseReference tells apart. The
@@ -48,8 +46,8 @@ type Reference struct {
 	Tag string
 	// Named is a registry reference, normalised ("x:tag" becomes
 	// "docker.io/library/x:tag"; a reference without tag or digest gets
-	// ":latest").
-	Named reference.Named
+	// ":latest"); nil for a local reference.
+	Named *Named
 	// Raw is the reference as written.
 	Raw string
 }
@@ -82,24 +80,24 @@ func ParseReference(s string) (Reference, error) {
 			}
 		case TransportDockerArchive:
 			if ref.Tag != "" && !strings.HasPrefix(ref.Tag, "@") {
-				named, err := reference.ParseNormalizedNamed(ref.Tag)
+				named, err := ParseNamed(ref.Tag)
 				if err != nil {
 					return ref, fmt.Errorf("image reference %q: image name %q: %w", s, ref.Tag, err)
 				}
-				if _, ok := named.(reference.Digested); ok {
+				if named.Digest != "" {
 					return ref, fmt.Errorf("image reference %q: a docker-archive image is chosen by name:tag or @N, not by digest", s)
 				}
-				ref.Tag = reference.TagNameOnly(named).String()
+				ref.Tag = named.String()
 			}
 		}
 		return ref, nil
 	}
 	name := strings.TrimPrefix(s, "docker://")
-	named, err := reference.ParseNormalizedNamed(name)
+	named, err := ParseNamed(name)
 	if err != nil {
 		return ref, fmt.Errorf("image reference %q: %w (local images are written oci:PATH, oci-archive:PATH, docker-archive:PATH, aci:PATH or rootfs:PATH)", s, err)
 	}
 	ref.Transport = TransportRegistry
-	ref.Named = reference.TagNameOnly(named)
+	ref.Named = named
 	return ref, nil
 }

@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -225,7 +224,7 @@ func pickDockerManifest(ms []dockerManifest, tag string) (dockerManifest, error)
 			if tag == "" {
 				continue
 			}
-			if named, err := reference.ParseNormalizedNamed(t); err == nil && reference.TagNameOnly(named).String() == tag {
+			if named, err := ParseNamed(t); err == nil && named.String() == tag {
 				return m, nil
 			}
 		}

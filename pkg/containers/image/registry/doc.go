@@ -40,9 +40,8 @@
 // with crypto/tls add 3.0 MB (needed by either, and by the control
 // socket), go-containerregistry 0.45 MB more, containerd's resolver 2.4 MB
 // more (OpenTelemetry tracing, gRPC status types and its content and
-// images packages). Image references are parsed with
-// github.com/distribution/reference (through image.ParseReference), as
-// Docker does.
+// images packages). Image references are parsed and normalised as Docker
+// does, by image.ParseReference (image.Named).
 //
 // Timeouts: Options.Timeout bounds resolving (manifests and config);
 // connecting, the TLS handshake and each response's headers have fixed

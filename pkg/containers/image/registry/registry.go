@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -143,8 +142,8 @@ func NewSource(opts Options) (image.SourceFunc, error) {
 // source is one registry reference.
 type source struct {
 	*puller
-	raw      string          // as written, for messages
-	named    reference.Named // normalised, with a tag or a digest
+	raw      string       // as written, for messages
+	named    *image.Named // normalised, with a tag or a digest
 	platform image.Platform
 }
 
@@ -204,7 +203,7 @@ func (s *source) resolve(ctx context.Context) (*image.Resolved, error) {
 // and the path are taken apart as distribution/reference (Docker) does, not
 // parsed again; a registry listed as insecure may be reached over HTTP.
 func (s *source) remoteRef() (name.Repository, name.Reference, error) {
-	domain := reference.Domain(s.named)
+	domain := s.named.Domain
 	var opts []name.Option
 	if s.insecure.allows(domain) {
 		opts = append(opts, name.Insecure)
@@ -213,12 +212,12 @@ func (s *source) remoteRef() (name.Repository, name.Reference, error) {
 	if err != nil {
 		return name.Repository{}, nil, err
 	}
-	repo := reg.Repo(reference.Path(s.named))
-	switch r := s.named.(type) {
-	case reference.Digested:
-		return repo, repo.Digest(r.Digest().String()), nil
-	case reference.Tagged:
-		return repo, repo.Tag(r.Tag()), nil
+	repo := reg.Repo(s.named.Path)
+	switch {
+	case s.named.Digest != "":
+		return repo, repo.Digest(s.named.Digest.String()), nil
+	case s.named.Tag != "":
+		return repo, repo.Tag(s.named.Tag), nil
 	}
 	return repo, repo.Tag("latest"), nil
 }
@@ -265,7 +264,7 @@ func (s *source) opener(p *remote.Puller, repo name.Repository, root ocispec.Des
 func (s *source) wrap(err error) error {
 	var he *HTTPError
 	if errors.As(err, &he) && (he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden) {
-		host := reference.Domain(s.named)
+		host := s.named.Domain
 		return fmt.Errorf("pull %s: %w (credentials for %s are read from %s)", s.raw, err, authHost(host), s.authFile)
 	}
 	return fmt.Errorf("pull %s: %w", s.raw, err)

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/docker/go-units"
 	"gopkg.in/yaml.v3"
@@ -227,7 +228,9 @@ func Parse(name string, data []byte) (*Config, error) {
 	return &cfg, nil
 }
 
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+// The regular expressions are compiled on first use, not at package init,
+// which every exec of the binary pays (PID 1 and each container's init).
+var yamlLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`) })
 
 // yamlErrors turns yaml.v3's messages ("yaml: line 3: ...", or a TypeError
 // holding "line 3: field x not found in type config.Config") into Errors.
@@ -242,7 +245,7 @@ func yamlErrors(name string, err error) Errors {
 	var out Errors
 	for _, m := range msgs {
 		e := &Error{File: name, Msg: strings.TrimPrefix(m, "yaml: ")}
-		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
+		if sm := yamlLine().FindStringSubmatch(m); sm != nil {
 			e.Line, _ = strconv.Atoi(sm[1])
 			e.Msg = sm[2]
 		}

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 	"gopkg.in/yaml.v3"
@@ -26,10 +27,12 @@ var rlimitNames = map[string]int{
 	"rtprio": unix.RLIMIT_RTPRIO,
 }
 
+// The regular expressions are compiled on first use, not at package init,
+// which every exec of the binary pays (PID 1 and each container's init).
 var (
-	hostnameLabel = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
-	moduleName    = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
-	sysctlKey     = regexp.MustCompile(`^[a-zA-Z0-9_*-]+([./][a-zA-Z0-9_*:-]+)*$`)
+	hostnameLabel = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`) })
+	moduleName    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9_-]+$`) })
+	sysctlKey     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9_*-]+([./][a-zA-Z0-9_*:-]+)*$`) })
 )
 
 // ValidHostname reports whether h is a valid host name: dot-separated RFC
@@ -39,7 +42,7 @@ func ValidHostname(h string) bool {
 		return false
 	}
 	for _, l := range strings.Split(h, ".") {
-		if !hostnameLabel.MatchString(l) {
+		if !hostnameLabel().MatchString(l) {
 			return false
 		}
 	}
@@ -57,7 +60,7 @@ func ValidLogLevel(l string) bool {
 }
 
 // ValidModuleName reports whether m can name a kernel module or alias.
-func ValidModuleName(m string) bool { return moduleName.MatchString(m) }
+func ValidModuleName(m string) bool { return moduleName().MatchString(m) }
 
 // Rlimit is a parsed resource limit.
 type Rlimit struct {
@@ -124,7 +127,7 @@ func (c *Config) validate(name string, root *yaml.Node) Errors {
 		}
 	}
 	for k := range c.Sysctl {
-		if !sysctlKey.MatchString(k) || strings.Contains(k, "..") {
+		if !sysctlKey().MatchString(k) || strings.Contains(k, "..") {
 			add(lineOf(root, "sysctl", k), "sysctl: %q is not a sysctl key", k)
 		}
 	}

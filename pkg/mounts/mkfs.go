@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/photon-init/photon-init/pkg/blockdev"
@@ -20,10 +21,14 @@ import (
 // labelLimits are the longest labels each filesystem takes, in bytes.
 var labelLimits = map[string]int{"ext2": 16, "ext3": 16, "ext4": 16, "xfs": 12, "vfat": 11, "btrfs": 255}
 
+// The regular expressions are compiled on first use, not at package init,
+// which every exec of the binary pays (PID 1 and each container's init).
 var (
-	rfcUUID  = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	fatUUID  = regexp.MustCompile(`^[0-9a-fA-F]{4}-[0-9a-fA-F]{4}$`)
-	fatLabel = regexp.MustCompile(`^[A-Z0-9 !#$%&'()@^_{}~-]+$`)
+	rfcUUID = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	})
+	fatUUID  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-fA-F]{4}-[0-9a-fA-F]{4}$`) })
+	fatLabel = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Z0-9 !#$%&'()@^_{}~-]+$`) })
 )
 
 // checkMkfsName checks that a filesystem of type fstype can be given the
@@ -34,14 +39,14 @@ func checkMkfsName(fstype string, spec blockdev.Spec) error {
 		if n := labelLimits[fstype]; len(spec.Value) > n {
 			return fmt.Errorf("label %q is longer than %s's %d bytes", spec.Value, fstype, n)
 		}
-		if fstype == "vfat" && !fatLabel.MatchString(spec.Value) {
+		if fstype == "vfat" && !fatLabel().MatchString(spec.Value) {
 			return fmt.Errorf("label %q: a FAT label is upper-case letters, digits, spaces and !#$%%&'()-@^_{}~", spec.Value)
 		}
 	case "UUID":
-		if fstype == "vfat" && !fatUUID.MatchString(spec.Value) {
+		if fstype == "vfat" && !fatUUID().MatchString(spec.Value) {
 			return fmt.Errorf("UUID %q: a FAT volume ID is XXXX-XXXX", spec.Value)
 		}
-		if fstype != "vfat" && !rfcUUID.MatchString(spec.Value) {
+		if fstype != "vfat" && !rfcUUID().MatchString(spec.Value) {
 			return fmt.Errorf("UUID %q is not of the form 01234567-89ab-cdef-0123-456789abcdef", spec.Value)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -93,7 +94,9 @@ func parse(file string, data []byte, dir string) (c *Container, d *decoder, errs
 	return c, d, nil
 }
 
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+// The regular expressions are compiled on first use, not at package init,
+// which every exec of the binary pays (PID 1 and each container's init).
+var yamlLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`) })
 
 // document parses the YAML text: exactly one document holding a mapping.
 func (d *decoder) document(data []byte) *Container {
@@ -107,7 +110,7 @@ func (d *decoder) document(data []byte) *Container {
 		}
 		if err != nil {
 			e := &Error{File: d.file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
-			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			if m := yamlLine().FindStringSubmatch(err.Error()); m != nil {
 				e.Line, _ = strconv.Atoi(m[1])
 				e.Msg = m[2]
 			}
@@ -287,7 +290,7 @@ func checkWorkingDir(s string) error {
 }
 
 func checkUser(s string) error {
-	if !userPattern.MatchString(s) {
+	if !userPattern().MatchString(s) {
 		return fmt.Errorf("%q is not a user (uid, uid:gid, name or name:group)", s)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/docker/go-units"
 	"github.com/moby/sys/capability"
@@ -17,16 +18,18 @@ import (
 // host name (one DNS label), a cgroup and a log file name.
 const MaxNameLen = 63
 
+// The regular expressions are compiled on first use, not at package init,
+// which every exec of the binary pays (PID 1 and each container's init).
 var (
-	namePattern   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-	userPattern   = regexp.MustCompile(`^[^:\s]+(:[^:\s]+)?$`)
-	sysctlPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+(\.[a-zA-Z0-9_:*-]+)+$`)
+	namePattern   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`) })
+	userPattern   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[^:\s]+(:[^:\s]+)?$`) })
+	sysctlPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9_-]+(\.[a-zA-Z0-9_:*-]+)+$`) })
 )
 
 // ValidName reports whether s can name a container or a named volume:
 // [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most MaxNameLen characters.
 func ValidName(s string) bool {
-	return len(s) <= MaxNameLen && namePattern.MatchString(s)
+	return len(s) <= MaxNameLen && namePattern().MatchString(s)
 }
 
 // Restart policies.
@@ -467,7 +470,7 @@ var namespacedSysctls = map[string]bool{
 
 // checkSysctl accepts a namespaced sysctl key in dotted form.
 func checkSysctl(key string) error {
-	if !sysctlPattern.MatchString(key) {
+	if !sysctlPattern().MatchString(key) {
 		return fmt.Errorf("%q is not a sysctl key (dotted, such as net.ipv4.ip_forward)", key)
 	}
 	if namespacedSysctls[key] || strings.HasPrefix(key, "net.") || strings.HasPrefix(key, "fs.mqueue.") {

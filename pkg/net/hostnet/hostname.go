@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 
@@ -16,7 +17,9 @@ import (
 // HostnamePrefix starts every default host name.
 const HostnamePrefix = "photon"
 
-var hex32 = regexp.MustCompile(`^[0-9a-f]{32}$`)
+// The regular expressions are compiled on first use, not at package init,
+// which every exec of the binary pays (PID 1 and each container's init).
+var hex32 = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{32}$`) })
 
 // StableHostname is the host name of a machine that has none configured
 // and got none from DHCP: "photon-" and eight hex digits that stay the same
@@ -31,11 +34,11 @@ var hex32 = regexp.MustCompile(`^[0-9a-f]{32}$`)
 // or plain "photon" when there is none. root is "/" on a machine (tests
 // pass a directory).
 func StableHostname(root string, links []netlink.Link) string {
-	if id := readTrim(filepath.Join(root, "etc/machine-id")); hex32.MatchString(id) && strings.Trim(id, "0") != "" {
+	if id := readTrim(filepath.Join(root, "etc/machine-id")); hex32().MatchString(id) && strings.Trim(id, "0") != "" {
 		return HostnamePrefix + "-" + id[:8]
 	}
 	uuid := strings.ToLower(strings.ReplaceAll(readTrim(filepath.Join(root, "sys/class/dmi/id/product_uuid")), "-", ""))
-	if hex32.MatchString(uuid) && strings.Trim(uuid, "0") != "" && strings.Trim(uuid, "f") != "" {
+	if hex32().MatchString(uuid) && strings.Trim(uuid, "0") != "" && strings.Trim(uuid, "f") != "" {
 		return HostnamePrefix + "-" + uuid[:8]
 	}
 	var eth []netlink.Link

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/photon-init/photon-init/pkg/containers/image"
 )
@@ -67,14 +68,16 @@ type port struct {
 	SocketActivated bool   `json:"socketActivated"`
 }
 
+// The regular expressions are compiled on first use, not at package init,
+// which every exec of the binary pays (PID 1 and each container's init).
 var (
 	// acIdentifier is appc's ACIdentifier (image names, labels,
 	// annotations).
-	acIdentifier = regexp.MustCompile(`^[a-z0-9]+([-._~/][a-z0-9]+)*$`)
+	acIdentifier = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]+([-._~/][a-z0-9]+)*$`) })
 	// acName is appc's ACName (port and mount point names).
-	acName = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+	acName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`) })
 	// envName is appc's pattern for environment variable names.
-	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z_0-9.-]*$`)
+	envName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z_0-9.-]*$`) })
 )
 
 // appcArch maps GOARCH to the values of the appc "arch" label that run
@@ -139,7 +142,7 @@ func (m *imageManifest) validate(goarch string) error {
 	if m.Name == "" {
 		return errors.New("name is not set")
 	}
-	if !acIdentifier.MatchString(m.Name) {
+	if !acIdentifier().MatchString(m.Name) {
 		return fmt.Errorf("name %q: not a valid AC identifier (lower case letters, digits and -._~/ between them)", m.Name)
 	}
 	labels, err := checkNameValues("labels", m.Labels)
@@ -170,7 +173,7 @@ func (m *imageManifest) validate(goarch string) error {
 func checkNameValues(field string, list []nameValue) (map[string]string, error) {
 	out := make(map[string]string, len(list))
 	for i, nv := range list {
-		if !acIdentifier.MatchString(nv.Name) {
+		if !acIdentifier().MatchString(nv.Name) {
 			return nil, fmt.Errorf("%s[%d]: name %q is not a valid AC identifier", field, i, nv.Name)
 		}
 		if _, dup := out[nv.Name]; dup {
@@ -234,7 +237,7 @@ func (m *imageManifest) config() (image.Config, error) {
 
 	seen := map[string]bool{}
 	for i, e := range a.Environment {
-		if !envName.MatchString(e.Name) {
+		if !envName().MatchString(e.Name) {
 			return cfg, fmt.Errorf("app.environment[%d]: %q is not a valid variable name", i, e.Name)
 		}
 		if seen[e.Name] {
@@ -257,7 +260,7 @@ func (m *imageManifest) config() (image.Config, error) {
 	}
 
 	for i, mp := range a.MountPoints {
-		if !acName.MatchString(mp.Name) {
+		if !acName().MatchString(mp.Name) {
 			return cfg, fmt.Errorf("app.mountPoints[%d]: name %q is not a valid AC name", i, mp.Name)
 		}
 		if !path.IsAbs(mp.Path) {
@@ -272,7 +275,7 @@ func (m *imageManifest) config() (image.Config, error) {
 
 // exposed returns the "port/protocol" entries of a port declaration.
 func (p port) exposed() ([]string, error) {
-	if !acName.MatchString(p.Name) {
+	if !acName().MatchString(p.Name) {
 		return nil, fmt.Errorf("name is not a valid AC name")
 	}
 	if p.SocketActivated {

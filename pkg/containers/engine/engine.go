@@ -30,7 +30,6 @@ import (
 	"github.com/photon-init/photon-init/pkg/containers/image/registry"
 	"github.com/photon-init/photon-init/pkg/containers/logs"
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
-	"github.com/photon-init/photon-init/pkg/containers/notify"
 	"github.com/photon-init/photon-init/pkg/containers/supervisor"
 	"github.com/photon-init/photon-init/pkg/containers/watch"
 )
@@ -247,61 +246,12 @@ func (r runtime) Create(ctx context.Context, m *manifest.Container, img *image.I
 	return newInstance(c), nil
 }
 
-// instance adapts container.Container to supervisor.Instance.
-type instance struct {
-	c      *container.Container
-	notify <-chan supervisor.Notification
-}
+// instance adapts container.Container to supervisor.Instance. The
+// runtime's sd_notify messages are the supervisor's Notifications as they
+// are (no goroutine converts them).
+type instance struct{ c *container.Container }
 
-func newInstance(c *container.Container) instance {
-	return instance{c: c, notify: forwardNotifications(c.Notifications())}
-}
-
-// forwardNotifications turns the runtime's sd_notify messages into the
-// supervisor's. The runtime merges messages while its reader is slow; here
-// only messages that change no state are dropped when the supervisor lags.
-func forwardNotifications(in <-chan notify.Message) <-chan supervisor.Notification {
-	out := make(chan supervisor.Notification, 16)
-	go func() {
-		defer close(out)
-		for m := range in {
-			n := supervisor.Notification{
-				Ready: m.Ready, Stopping: m.Stopping, Reloading: m.Reloading,
-				Watchdog: m.Watchdog, WatchdogTrigger: m.WatchdogTrigger, WatchdogTimeout: m.WatchdogTimeout,
-			}
-			if m.StatusSet {
-				n.Status = m.Status
-			}
-			// The supervisor reads until the container exits. A state
-			// change waits a little for a lagging reader; a ping does not,
-			// and nothing blocks this goroutine for good once nobody reads.
-			wait := time.Duration(0)
-			if n.Ready || n.Stopping || n.Reloading || n.WatchdogTrigger {
-				wait = 5 * time.Second
-			}
-			send(out, n, wait)
-		}
-	}()
-	return out
-}
-
-// send puts n on out, waiting at most wait for room.
-func send(out chan<- supervisor.Notification, n supervisor.Notification, wait time.Duration) {
-	select {
-	case out <- n:
-		return
-	default:
-	}
-	if wait <= 0 {
-		return
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case out <- n:
-	case <-t.C:
-	}
-}
+func newInstance(c *container.Container) instance { return instance{c: c} }
 
 func (i instance) Start(ctx context.Context) error { return i.c.Start(ctx) }
 func (i instance) Destroy() error                  { return i.c.Destroy() }
@@ -311,7 +261,9 @@ func (i instance) Exec(ctx context.Context, argv []string, timeout time.Duration
 	return i.c.Run(ctx, argv, timeout)
 }
 
-func (i instance) Notifications() <-chan supervisor.Notification { return i.notify }
+func (i instance) Notifications() <-chan supervisor.Notification { return i.c.Notifications() }
+
+func (i instance) Done() <-chan struct{} { return i.c.Done() }
 
 func (i instance) Wait(ctx context.Context) (supervisor.Exit, error) {
 	e, err := i.c.Wait(ctx)

@@ -70,6 +70,7 @@ import (
 	"github.com/photon-init/photon-init/internal/safe"
 	"github.com/photon-init/photon-init/pkg/containers/image"
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
+	"github.com/photon-init/photon-init/pkg/containers/notify"
 )
 
 // Images gives unpacked images by reference.
@@ -93,6 +94,10 @@ type Instance interface {
 	Start(ctx context.Context) error
 	// Wait blocks until the container's process has exited.
 	Wait(ctx context.Context) (Exit, error)
+	// Done is closed once the container's process has exited (or its
+	// start failed): Wait then returns at once. The supervisor waits on
+	// it beside its other events, with no goroutine of its own.
+	Done() <-chan struct{}
 	// Stop sends sig (0: the image's STOPSIGNAL, else SIGTERM), waits up
 	// to grace (0: the runtime's default) for the exit, then kills. When
 	// ctx ends first it kills at once. Stopping a container that is not
@@ -119,23 +124,15 @@ type Instance interface {
 }
 
 // Notification is one sd_notify message (a datagram on $NOTIFY_SOCKET,
-// as go-systemd's daemon.SdNotify sends it), reduced to what the
-// supervisor acts on.
-type Notification struct {
-	Ready     bool   // READY=1: the service is ready (service_ready)
-	Stopping  bool   // STOPPING=1: the service is shutting down
-	Reloading bool   // RELOADING=1: the service reloads its configuration
-	Watchdog  bool   // WATCHDOG=1: keep-alive ping
-	Status    string // STATUS=...: a free-form status line ("" when not sent)
-	// WatchdogTrigger is WATCHDOG=trigger: the container asks to be
-	// handled as if its watchdog had expired (killed, restarted by its
-	// policy), watchdog or not.
-	WatchdogTrigger bool
-	// WatchdogTimeout is WATCHDOG_USEC=: the watchdog interval from now
-	// on, which also starts a watchdog for a container without one (0:
-	// not sent).
-	WatchdogTimeout time.Duration
-}
+// as go-systemd's daemon.SdNotify sends it) as package notify parses it,
+// so that the runtime's messages reach the supervisor as they are, with
+// no goroutine to convert them. The supervisor acts on Ready (READY=1),
+// Stopping (STOPPING=1), Reloading (RELOADING=1), Watchdog (WATCHDOG=1, a
+// keep-alive ping), WatchdogTrigger (WATCHDOG=trigger: handled as if the
+// watchdog had expired), WatchdogTimeout (WATCHDOG_USEC=: the watchdog
+// interval from now on, which also starts a watchdog for a container
+// without one) and a non-empty Status (STATUS=...).
+type Notification = notify.Message
 
 // Exit is how a container's process ended.
 type Exit struct {

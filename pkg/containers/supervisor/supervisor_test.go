@@ -94,7 +94,7 @@ func (r *fakeRuntime) Create(_ context.Context, m *manifest.Container, _ *image.
 		r.record("create-failed " + m.Name)
 		return nil, errors.New("boom")
 	}
-	f := &fakeInstance{r: r, m: m, exited: make(chan Exit, 1), notes: make(chan Notification, 16)}
+	f := &fakeInstance{r: r, m: m, exited: make(chan struct{}), notes: make(chan Notification, 16)}
 	r.mu.Lock()
 	r.instances[m.Name] = append(r.instances[m.Name], f)
 	r.mu.Unlock()
@@ -104,11 +104,12 @@ func (r *fakeRuntime) Create(_ context.Context, m *manifest.Container, _ *image.
 type fakeInstance struct {
 	r      *fakeRuntime
 	m      *manifest.Container
-	exited chan Exit
+	exited chan struct{} // closed by exit
 	notes  chan Notification
 
 	mu        sync.Mutex
 	done      bool
+	status    Exit // once exited is closed
 	destroyed bool
 	execs     [][]string
 }
@@ -119,7 +120,8 @@ func (f *fakeInstance) exit(e Exit) {
 	defer f.mu.Unlock()
 	if !f.done {
 		f.done = true
-		f.exited <- e
+		f.status = e
+		close(f.exited)
 	}
 }
 
@@ -136,12 +138,16 @@ func (f *fakeInstance) Start(context.Context) error {
 
 func (f *fakeInstance) Wait(ctx context.Context) (Exit, error) {
 	select {
-	case e := <-f.exited:
-		return e, nil
+	case <-f.exited:
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.status, nil
 	case <-ctx.Done():
 		return Exit{}, ctx.Err()
 	}
 }
+
+func (f *fakeInstance) Done() <-chan struct{} { return f.exited }
 
 func (f *fakeInstance) Stop(_ context.Context, sig syscall.Signal, _ time.Duration) error {
 	if sig == 0 {

@@ -58,8 +58,13 @@ func (u *unit) snapshot() Status {
 // (exited, failed, stopped), through any number of restarts, always with
 // the same manifest.
 type life struct {
-	m       *manifest.Container
-	stop    chan struct{}       // closed to ask the life to end
+	m    *manifest.Container
+	stop chan struct{} // closed to ask the life to end
+	// ctx ends with the supervisor's or when stop is closed: the image,
+	// create and start steps run under it (a stop request cancels them
+	// without a goroutine watching stop).
+	ctx     context.Context
+	cancel  context.CancelFunc
 	req     stopRequest         // why; set before stop is closed
 	restart chan restartRequest // restart requests (capacity 1)
 	done    chan struct{}       // closed when the goroutine has ended
@@ -90,6 +95,7 @@ func (s *Supervisor) launchLocked(u *unit, why string) bool {
 		return false
 	}
 	l := &life{m: u.m, stop: make(chan struct{}), restart: make(chan restartRequest, 1), done: make(chan struct{})}
+	l.ctx, l.cancel = context.WithCancel(s.ctx)
 	u.life, u.failedDep, u.restarting = l, "", false
 	u.status.NextStart = time.Time{}
 	s.setLocked(u, StateWaiting, why)
@@ -98,6 +104,7 @@ func (s *Supervisor) launchLocked(u *unit, why string) bool {
 	safe.Go(s.log, "container "+l.m.Name, func() {
 		defer s.wg.Done()
 		defer close(l.done)
+		defer l.cancel()
 		err := safe.Call("container "+l.m.Name, func() error {
 			s.run(ctx, u, l)
 			return nil
@@ -125,6 +132,7 @@ func (s *Supervisor) stopUnit(ctx context.Context, u *unit, req stopRequest) {
 		req.ctx = ctx
 		l.req = req
 		close(l.stop)
+		l.cancel()
 	}
 	s.mu.Unlock()
 	select {
@@ -242,15 +250,9 @@ type runResult struct {
 // supervises it until it ends.
 func (s *Supervisor) runOnce(ctx context.Context, u *unit, l *life, pol *restarter) runResult {
 	m := l.m
-	opCtx, cancel := context.WithCancel(ctx)
+	// A stop request cancels the preparation through l.ctx.
+	opCtx, cancel := context.WithCancel(l.ctx)
 	defer cancel()
-	safe.Go(s.log, "container "+m.Name+" prepare", func() {
-		select {
-		case <-l.stop:
-			cancel()
-		case <-opCtx.Done():
-		}
-	})
 	asked := func() bool {
 		select {
 		case <-l.stop:
@@ -313,17 +315,10 @@ type waited struct {
 func (s *Supervisor) supervise(ctx context.Context, u *unit, l *life, inst Instance, hc *healthConfig, pol *restarter) runResult {
 	m := l.m
 	name := m.Name
-	exited := make(chan waited, 1)
-	safe.Go(s.log, "container "+name+" wait", func() {
-		var w waited
-		if err := safe.Call("wait for container "+name, func() error {
-			w.exit, w.err = inst.Wait(context.WithoutCancel(ctx))
-			return nil
-		}); err != nil {
-			w.err = err
-		}
-		exited <- w
-	})
+	// The exit is waited for in the loop below (inst.Done), not by a
+	// goroutine of its own: a running container costs the supervisor this
+	// one goroutine.
+	exited := inst.Done()
 
 	started := s.clock.Now()
 	var probe, watchdog alarm
@@ -376,7 +371,14 @@ func (s *Supervisor) supervise(ctx context.Context, u *unit, l *life, inst Insta
 	}
 	for {
 		select {
-		case w := <-exited:
+		case <-exited:
+			var w waited
+			if err := safe.Call("wait for container "+name, func() error {
+				w.exit, w.err = inst.Wait(context.WithoutCancel(ctx))
+				return nil
+			}); err != nil {
+				w.err = err
+			}
 			for ; running > 0; running-- {
 				<-stops
 			}

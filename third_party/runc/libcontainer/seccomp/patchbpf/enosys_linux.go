@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"unsafe"
 
 	libseccomp "github.com/seccomp/libseccomp-golang"
@@ -335,7 +337,10 @@ func generateEnosysStub(lastSyscalls lastSyscallMap) ([]bpf.Instruction, error) 
 	}
 
 	// Generate the syscall -ENOSYS rules.
-	for auditArch, maxSyscalls := range lastSyscalls {
+	// photon-init patch: architectures in a fixed order, so that a
+	// config always compiles to the same program (map order is random).
+	for _, auditArch := range slices.Sorted(maps.Keys(lastSyscalls)) {
+		maxSyscalls := lastSyscalls[auditArch]
 		// The number of instructions from the tail of this section which need
 		// to be jumped in order to reach the -ENOSYS return. If the section
 		// does not jump, it will fall through to the actual filter.
@@ -543,7 +548,7 @@ func generateEnosysStub(lastSyscalls lastSyscallMap) ([]bpf.Instruction, error) 
 	//       architectures based on how large the jumps are going to be, or
 	//       re-sort the candidate architectures each time to make sure that we
 	//       pick the largest jump which is going to be smaller than 255.
-	for auditArch := range lastSyscalls {
+	for _, auditArch := range slices.Sorted(maps.Keys(lastSyscalls)) { // photon-init patch: fixed order
 		// We jump forwards but the jump table is calculated from the *END*.
 		jump := uint32(len(programTail)) - archJumpTable[auditArch]
 

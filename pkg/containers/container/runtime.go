@@ -111,6 +111,8 @@ type Runtime struct {
 	live map[string]*Container
 
 	net *netState // the containers' networks (network.go)
+
+	seccomp seccompPrograms // compiled seccomp filters, by profile
 }
 
 // New returns a Runtime, creating its directories.
@@ -274,6 +276,11 @@ func (r *Runtime) Create(ctx context.Context, m *manifest.Container, img *image.
 	})
 	if err != nil {
 		return fail(fmt.Errorf("convert the OCI spec: %w", err))
+	}
+	// The container's init loads the compiled program rather than
+	// compiling the profile itself.
+	if cfg.Seccomp, err = r.seccomp.withProgram(cfg.Seccomp); err != nil {
+		return fail(err)
 	}
 	lc, err := libcontainer.Create(r.opts.StateDir, name, cfg)
 	if err != nil {

@@ -20,6 +20,8 @@
 //	probe stdin           copy stdin to stdout
 //	probe mixed           write "out 1" to stdout, "err" to stderr, "out 2" to stdout
 //	probe tty             report the terminal, echo a line, report a resize, exit 7
+//	probe syscalls        what some system calls return (seccomp), NAME=ok|ERRNO
+//	probe int80           i386 system calls through int 0x80 (amd64), as syscalls does
 package main
 
 import (
@@ -47,6 +49,10 @@ func main() {
 	}
 	args := os.Args[2:]
 	switch os.Args[1] {
+	case "syscalls":
+		syscalls()
+	case "int80":
+		i386Calls()
 	case "report":
 		report()
 	case "exit":

@@ -121,15 +121,16 @@ func Up(l netlink.Link) error {
 	return nil
 }
 
-// LoopbackUp brings lo up and makes sure it has 127.0.0.1/8 (the kernel
-// adds it when lo comes up; a namespace may have lost it).
+// LoopbackUp brings lo up and makes sure it has 127.0.0.1/8. Bringing lo
+// up makes the kernel add that address, so only a lo that was up already
+// (a namespace may have lost the address) gets it added.
 func LoopbackUp() error {
 	lo, err := netlink.LinkByName("lo")
 	if err != nil {
 		return fmt.Errorf("find lo: %w", err)
 	}
-	if err := Up(lo); err != nil {
-		return err
+	if lo.Attrs().Flags&net.FlagUp == 0 {
+		return Up(lo)
 	}
 	return AddAddress(lo, netip.MustParsePrefix("127.0.0.1/8"), 0)
 }

@@ -46,6 +46,48 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+// TestLoopbackUp: lo comes up with 127.0.0.1/8 in a fresh namespace (the
+// kernel adds it), and an up lo that lost the address gets it back.
+func TestLoopbackUp(t *testing.T) {
+	if !nstest.Run(t, unix.CLONE_NEWNET) {
+		return
+	}
+	want := netip.MustParsePrefix("127.0.0.1/8")
+	hasAddr := func() bool {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs, err := Addresses(lo, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Contains(addrs, want)
+	}
+	for _, step := range []string{"fresh namespace", "address lost"} {
+		if step == "address lost" {
+			lo, _ := netlink.LinkByName("lo")
+			a, _ := netlink.ParseAddr(want.String())
+			if err := netlink.AddrDel(lo, a); err != nil {
+				t.Fatal(err)
+			}
+			if hasAddr() {
+				t.Fatal("127.0.0.1/8 still there after AddrDel")
+			}
+		}
+		if err := LoopbackUp(); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		lo, _ := netlink.LinkByName("lo")
+		if lo.Attrs().Flags&net.FlagUp == 0 {
+			t.Errorf("%s: lo is not up", step)
+		}
+		if !hasAddr() {
+			t.Errorf("%s: lo lacks %s", step, want)
+		}
+	}
+}
+
 // TestStaticApplied configures a veth in a network namespace of the test's
 // own and reads everything back.
 func TestStaticApplied(t *testing.T) {

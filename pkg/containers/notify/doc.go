@@ -46,8 +46,12 @@
 //
 // # Delivery
 //
-// Listen starts a reader that never blocks on the consumer: messages go
-// into a queue, and a second goroutine hands them to the Messages channel.
+// Listen starts a reader that never blocks on the consumer: a message goes
+// straight into the Messages channel when it has room, else into a queue
+// that a delivery goroutine, started then and ending once the queue is
+// empty, hands to the channel. The reader waits for datagrams without
+// holding a buffer. So a listener whose consumer keeps up costs one
+// goroutine and no buffer while its container is quiet.
 // While the consumer is slow, a message that changes no state (only
 // STATUS, WATCHDOG=1, WATCHDOG_USEC, MAINPID, ERRNO, EXTEND_TIMEOUT_USEC
 // and other keys) is merged into a pending message of the same kind, the

@@ -66,11 +66,18 @@ type Listener struct {
 	maxQ   int
 	linger time.Duration
 
+	// bufs holds the reader's buffers between datagrams; the garbage
+	// collector empties it while the container is quiet.
+	bufs sync.Pool
+
 	mu     sync.Mutex
 	queue  []Message
 	closed bool // the reader has stopped; no message is queued any more
+	// forwarding: a delivery goroutine runs (started when a message
+	// could not be handed over at once; it ends when the queue is
+	// empty). While it runs, every message goes through the queue.
+	forwarding bool
 
-	wake       chan struct{} // a message was queued
 	stop       chan struct{} // closed by Close, after closed is set
 	readerDone chan struct{}
 	closeOnce  sync.Once
@@ -120,10 +127,9 @@ func Listen(path string, opts Options) (*Listener, error) {
 		out:    make(chan Message, opts.Buffer),
 		maxQ:   opts.QueueLen,
 		linger: opts.CloseLinger,
-		wake:   make(chan struct{}, 1), stop: make(chan struct{}), readerDone: make(chan struct{}),
+		stop:   make(chan struct{}), readerDone: make(chan struct{}),
 	}
 	safe.Go(l.log, "notify reader "+path, l.read)
-	safe.Go(l.log, "notify delivery "+path, l.forward)
 	return l, nil
 }
 
@@ -191,6 +197,9 @@ func (l *Listener) Close() error {
 		<-l.readerDone
 		l.mu.Lock()
 		l.closed = true
+		if !l.forwarding {
+			close(l.out) // nothing pending, and nobody sends any more
+		}
 		l.mu.Unlock()
 		close(l.stop)
 		if err := os.Remove(l.path); err != nil && !errors.Is(err, os.ErrNotExist) && l.closeErr == nil {
@@ -203,34 +212,77 @@ func (l *Listener) Close() error {
 	return l.closeErr
 }
 
-// read receives datagrams until the socket is closed.
+// readBufs are the reader's buffers: a datagram and its control data.
+type readBufs struct {
+	data [MaxMessage + 1]byte
+	oob  []byte
+}
+
+// getBufs returns buffers from the pool.
+func (l *Listener) getBufs() *readBufs {
+	if b, ok := l.bufs.Get().(*readBufs); ok {
+		return b
+	}
+	return &readBufs{oob: make([]byte, oobSize)}
+}
+
+// read receives datagrams until the socket is closed. It waits for one
+// without holding a buffer: buffers are taken from the pool once a
+// datagram is there, so a quiet container's socket costs none.
 func (l *Listener) read() {
 	defer close(l.readerDone)
-	buf := make([]byte, MaxMessage+1)
-	oob := make([]byte, oobSize)
-	for {
-		n, oobn, flags, _, err := l.conn.ReadMsgUnix(buf, oob)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			l.log.Warn("notify: receive", "socket", l.path, "err", err)
-			time.Sleep(10 * time.Millisecond) // no busy loop on a persistent error
-			continue
-		}
-		sender := l.control(oob[:oobn])
-		if flags&unix.MSG_TRUNC != 0 || n > MaxMessage {
-			l.log.Debug("notify: datagram longer than 4096 bytes dropped", "socket", l.path)
-			continue
-		}
-		m := Parse(buf[:n])
-		if m.empty() {
-			l.log.Debug("notify: datagram without assignments dropped", "socket", l.path, "data", string(buf[:min(n, 80)]))
-			continue
-		}
-		m.Time, m.Sender = time.Now(), sender
-		l.push(m)
+	rc, err := l.conn.SyscallConn()
+	if err != nil {
+		l.log.Warn("notify: receive", "socket", l.path, "err", err)
+		return
 	}
+	for {
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			b := l.getBufs()
+			defer l.bufs.Put(b)
+			var n, oobn, flags int
+			for {
+				n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), b.data[:], b.oob, unix.MSG_CMSG_CLOEXEC)
+				if rerr != unix.EINTR {
+					break
+				}
+			}
+			if rerr == unix.EAGAIN {
+				return false // nothing yet: wait for the poller, holding no buffer
+			}
+			if rerr == nil {
+				l.received(b.data[:n], b.oob[:oobn], flags)
+			}
+			return true
+		})
+		switch {
+		case err != nil:
+			if !errors.Is(err, net.ErrClosed) {
+				l.log.Warn("notify: receive", "socket", l.path, "err", err)
+			}
+			return
+		case rerr != nil:
+			l.log.Warn("notify: receive", "socket", l.path, "err", rerr)
+			time.Sleep(10 * time.Millisecond) // no busy loop on a persistent error
+		}
+	}
+}
+
+// received handles one datagram: data and its control data.
+func (l *Listener) received(data, oob []byte, flags int) {
+	sender := l.control(oob)
+	if flags&unix.MSG_TRUNC != 0 || len(data) > MaxMessage {
+		l.log.Debug("notify: datagram longer than 4096 bytes dropped", "socket", l.path)
+		return
+	}
+	m := Parse(data)
+	if m.empty() {
+		l.log.Debug("notify: datagram without assignments dropped", "socket", l.path, "data", string(data[:min(len(data), 80)]))
+		return
+	}
+	m.Time, m.Sender = time.Now(), sender
+	l.push(m)
 }
 
 // control reads the credentials of a datagram and closes the file
@@ -265,9 +317,19 @@ func (m *Message) empty() bool {
 		m.WatchdogTimeout == 0 && m.ExtendTimeout == 0 && len(m.Other) == 0
 }
 
-// push queues a message without ever blocking on the consumer.
+// push hands a message to the consumer, or queues it, without ever
+// blocking on the consumer. A delivery goroutine is started only when a
+// message has to wait: a container whose consumer keeps up costs none.
 func (l *Listener) push(m Message) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.forwarding && len(l.queue) == 0 {
+		select {
+		case l.out <- m:
+			return
+		default:
+		}
+	}
 	n := len(l.queue)
 	switch {
 	case n > 0 && !l.queue[n-1].Changes() && !m.Changes():
@@ -277,41 +339,43 @@ func (l *Listener) push(m Message) {
 	default:
 		l.queue = append(l.queue, m)
 	}
-	l.mu.Unlock()
-	select {
-	case l.wake <- struct{}{}:
-	default:
+	if !l.forwarding {
+		l.forwarding = true
+		safe.Go(l.log, "notify delivery "+l.path, l.forward)
 	}
 }
 
-// next takes the oldest pending message, waiting for one; false once the
-// reader has stopped and nothing is pending.
+// next takes the oldest pending message; false when none is pending,
+// and then the delivery goroutine ends (closing Messages after Close).
 func (l *Listener) next() (Message, bool) {
-	for {
-		l.mu.Lock()
-		if len(l.queue) > 0 {
-			m := l.queue[0]
-			l.queue[0] = Message{}
-			l.queue = l.queue[1:]
-			l.mu.Unlock()
-			return m, true
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.queue) > 0 {
+		m := l.queue[0]
+		l.queue[0] = Message{}
+		l.queue = l.queue[1:]
+		if len(l.queue) == 0 {
+			l.queue = nil // let go of the backing array
 		}
-		closed := l.closed
-		l.mu.Unlock()
-		if closed {
-			return Message{}, false
-		}
-		select {
-		case <-l.wake:
-		case <-l.stop:
-		}
+		return m, true
+	}
+	l.endForwardLocked()
+	return Message{}, false
+}
+
+// endForwardLocked ends the delivery goroutine's turn; after Close it
+// closes Messages, which Close left to it. l.mu is held.
+func (l *Listener) endForwardLocked() {
+	l.forwarding = false
+	if l.closed {
+		close(l.out)
 	}
 }
 
-// forward hands the queued messages to the consumer; after Close it
-// waits at most linger for each, then gives up the rest.
+// forward hands the queued messages to the consumer until the queue is
+// empty; after Close it waits at most linger for each, then gives up the
+// rest.
 func (l *Listener) forward() {
-	defer close(l.out)
 	for {
 		m, ok := l.next()
 		if !ok {
@@ -330,6 +394,7 @@ func (l *Listener) forward() {
 			l.mu.Lock()
 			dropped := 1 + len(l.queue)
 			l.queue = nil
+			l.endForwardLocked()
 			l.mu.Unlock()
 			l.log.Debug("notify: nobody takes the messages after close; dropped", "socket", l.path, "count", dropped)
 			return

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -184,7 +185,9 @@ func TestSlowConsumer(t *testing.T) {
 // Under a flood of state changes the queue stays bounded and the flags
 // survive in the merged tail.
 func TestQueueBound(t *testing.T) {
-	l := &Listener{maxQ: 4, wake: make(chan struct{}, 1)}
+	// A delivery goroutine runs already (stuck on an absent consumer):
+	// every message is queued.
+	l := &Listener{maxQ: 4, forwarding: true}
 	for i := range 100 {
 		l.push(Message{Ready: i%2 == 0, Stopping: i%2 == 1, MainPID: i + 1})
 	}
@@ -306,5 +309,55 @@ func TestStaleSocketAndLongPath(t *testing.T) {
 	os.WriteFile(file, nil, 0o644)
 	if _, err := Listen(file, Options{}); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("Listen over a regular file: %v", err)
+	}
+}
+
+// TestQuietListenerCost pins what a listener costs while its container
+// is quiet and its consumer keeps up: one goroutine (the reader) and no
+// read buffer; the delivery goroutine exists only while messages wait.
+func TestQuietListenerCost(t *testing.T) {
+	const n = 20
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC() // the buffer pools keep their contents through one
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	time.Sleep(20 * time.Millisecond)
+	g0, h0 := runtime.NumGoroutine(), heap()
+	ls := make([]*Listener, n)
+	for i := range ls {
+		ls[i] = listen(t, Options{Buffer: 1})
+		// A message taken at once, and a backlog: a second one waits
+		// (the channel holds one) until the consumer comes.
+		sdNotify(t, ls[i].Path(), "STATUS=one")
+		sdNotify(t, ls[i].Path(), "READY=1")
+	}
+	for _, l := range ls {
+		if m := receive(t, l); m.Status != "one" {
+			t.Fatalf("first message %+v", m)
+		}
+		if m := receive(t, l); !m.Ready {
+			t.Fatalf("second message %+v", m)
+		}
+	}
+	var g int
+	for range 100 { // the delivery goroutines end once their queue is empty
+		if g = runtime.NumGoroutine() - g0; g <= n {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	per := (int64(heap()) - int64(h0)) / n
+	t.Logf("%d goroutines and %d bytes of heap per quiet listener", g/n, per)
+	if g > n {
+		t.Errorf("%d goroutines for %d quiet listeners, want one each", g, n)
+	}
+	// The Listener, its socket, its channel and the test's own
+	// bookkeeping (a temporary directory, cleanups) take about 4.3 KiB;
+	// a read buffer held while waiting would be 6 KiB more.
+	if per > 6<<10 {
+		t.Errorf("%d bytes of heap per quiet listener, want at most 6 KiB", per)
 	}
 }

@@ -2,11 +2,13 @@
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Build tags: netgo, osusergo (pure-Go resolver and user lookup, for a static
-# binary), seccomp (libcontainer's filters, through libseccomp), and two that
+# binary), seccomp (libcontainer's filters, through libseccomp), and three that
 # leave out code photon-init never runs: nethttpomithttp2 (net/http's bundled
-# HTTP/2: the control socket and registry pulls speak HTTP/1.1; -0.5 MiB) and
-# runc_nocriu (libcontainer's checkpoint/restore).
-BUILD_TAGS = netgo osusergo seccomp nethttpomithttp2 runc_nocriu
+# HTTP/2: the control socket and registry pulls speak HTTP/1.1; -0.5 MiB),
+# runc_nocriu (libcontainer's checkpoint/restore) and runc_nosd (the systemd
+# cgroup driver and its D-Bus client: cgroupfs only; third_party/runc;
+# -0.41 MiB).
+BUILD_TAGS = netgo osusergo seccomp nethttpomithttp2 runc_nocriu runc_nosd
 GOFLAGS_STATIC = -trimpath -tags '$(BUILD_TAGS)' \
 	-ldflags '-s -w -X main.version=$(VERSION) -extldflags -static'
 

@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/opencontainers/cgroups"
-	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/internal/pathrs"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/configs/validate"
@@ -55,7 +54,7 @@ func Create(root, id string, config *configs.Config) (*Container, error) {
 		return nil, err
 	}
 
-	cm, err := manager.New(config.Cgroups)
+	cm, err := newCgroupManager(config.Cgroups, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +125,7 @@ func Load(root, id string) (*Container, error) {
 		processStartTime: state.InitProcessStartTime,
 		fds:              state.ExternalDescriptors,
 	}
-	cm, err := manager.NewWithPaths(state.Config.Cgroups, state.CgroupPaths)
+	cm, err := newCgroupManager(state.Config.Cgroups, state.CgroupPaths)
 	if err != nil {
 		return nil, err
 	}

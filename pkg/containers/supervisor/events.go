@@ -10,8 +10,9 @@ import (
 // the subscribers without ever waiting for them. Guarded by
 // Supervisor.mu.
 type eventLog struct {
-	ring    []Event
-	next    int // where the next event goes
+	ring    []Event // grows as events come, up to size
+	size    int     // the most events kept
+	next    int     // where the next event goes
 	n       int // events in the ring
 	seq     uint64
 	subs    map[*subscriber]struct{}
@@ -25,16 +26,28 @@ type subscriber struct {
 }
 
 func newEventLog(size int) eventLog {
-	return eventLog{ring: make([]Event, size), subs: map[*subscriber]struct{}{}}
+	return eventLog{size: max(size, 1), subs: map[*subscriber]struct{}{}}
 }
+
+// minEventRing is the capacity of the ring's first allocation.
+const minEventRing = 32
 
 // add numbers ev, keeps it, and offers it to every subscriber.
 func (l *eventLog) add(ev Event) Event {
 	l.seq++
 	ev.Seq = l.seq
-	l.ring[l.next] = ev
-	l.next = (l.next + 1) % len(l.ring)
-	l.n = min(l.n+1, len(l.ring))
+	if len(l.ring) < l.size { // not full yet: l.next == len(l.ring)
+		if len(l.ring) == cap(l.ring) {
+			grown := make([]Event, len(l.ring), min(max(2*cap(l.ring), minEventRing), l.size))
+			copy(grown, l.ring)
+			l.ring = grown
+		}
+		l.ring = append(l.ring, ev)
+	} else {
+		l.ring[l.next] = ev
+	}
+	l.next = (l.next + 1) % l.size
+	l.n = min(l.n+1, l.size)
 	for sub := range l.subs {
 		select {
 		case sub.ch <- ev:
@@ -49,6 +62,9 @@ func (l *eventLog) add(ev Event) Event {
 // list returns the kept events, oldest first.
 func (l *eventLog) list() []Event {
 	out := make([]Event, 0, l.n)
+	if l.n == 0 {
+		return out
+	}
 	start := (l.next - l.n + len(l.ring)) % len(l.ring)
 	for i := range l.n {
 		out = append(out, l.ring[(start+i)%len(l.ring)])

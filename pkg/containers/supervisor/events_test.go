@@ -84,3 +84,39 @@ func TestSubscribe(t *testing.T) {
 		}
 	}
 }
+
+// TestEventRingGrowsWithItsEvents checks that the event ring does not
+// preallocate its bound: its capacity follows the events it holds, and
+// once full it keeps the latest in order.
+func TestEventRingGrowsWithItsEvents(t *testing.T) {
+	const size = 1000
+	for _, tc := range []struct {
+		events     int
+		maxCap     int
+		firstSeq   uint64
+		wantListed int
+	}{
+		{events: 0, maxCap: 0, wantListed: 0},
+		{events: 10, maxCap: minEventRing, firstSeq: 1, wantListed: 10},
+		{events: 100, maxCap: 128, firstSeq: 1, wantListed: 100},
+		{events: size, maxCap: size, firstSeq: 1, wantListed: size},
+		{events: 2500, maxCap: size, firstSeq: 1501, wantListed: size},
+	} {
+		l := newEventLog(size)
+		for range tc.events {
+			l.add(Event{Container: "c"})
+		}
+		if cap(l.ring) > tc.maxCap {
+			t.Errorf("%d events: ring capacity %d, want at most %d", tc.events, cap(l.ring), tc.maxCap)
+		}
+		got := l.list()
+		if len(got) != tc.wantListed {
+			t.Fatalf("%d events: %d listed, want %d", tc.events, len(got), tc.wantListed)
+		}
+		for i, ev := range got {
+			if ev.Seq != tc.firstSeq+uint64(i) {
+				t.Fatalf("%d events: event %d has Seq %d, want %d", tc.events, i, ev.Seq, tc.firstSeq+uint64(i))
+			}
+		}
+	}
+}

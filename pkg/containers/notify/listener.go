@@ -24,8 +24,11 @@ const (
 	DefaultMode = 0o666
 	// DefaultQueueLen bounds the messages waiting for a slow consumer.
 	DefaultQueueLen = 64
-	// DefaultBuffer is the capacity of the Messages channel.
-	DefaultBuffer = 8
+	// DefaultBuffer is the capacity of the Messages channel: one, since
+	// a message that does not fit waits in the queue (merged with others
+	// as the package documentation describes); every slot is a Message
+	// (about 200 bytes) that each container's listener holds.
+	DefaultBuffer = 1
 	// DefaultCloseLinger is how long Close's delivery of pending messages
 	// waits for the consumer to take each one.
 	DefaultCloseLinger = 5 * time.Second

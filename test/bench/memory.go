@@ -40,6 +40,29 @@ type MemoryStat struct {
 	File Stat `json:"rss_file_shmem_mib"`
 	// Start is the time from the containers step to all running.
 	Start Stat `json:"manifests_to_all_running_s"`
+	// AnonPerContainerKiB is what each container beyond those of the
+	// smallest count adds to the anonymous memory, in KiB: the slope of
+	// the medians (0 for the smallest count).
+	AnonPerContainerKiB float64 `json:"rss_anon_per_container_kib,omitempty"`
+}
+
+// perContainer sets each summary's AnonPerContainerKiB from the medians,
+// against the summary of the smallest count.
+func perContainer(stats []MemoryStat) {
+	if len(stats) == 0 {
+		return
+	}
+	base := stats[0]
+	for _, s := range stats {
+		if s.Containers < base.Containers {
+			base = s
+		}
+	}
+	for i := range stats {
+		if d := stats[i].Containers - base.Containers; d > 0 && base.Anon.N > 0 && stats[i].Anon.N > 0 {
+			stats[i].AnonPerContainerKiB = (stats[i].Anon.Median - base.Anon.Median) * 1024 / float64(d)
+		}
+	}
 }
 
 // BisectStep is one boot of a bisection.
@@ -138,6 +161,7 @@ func (b *bench) runMemory(ctx context.Context) (*MemoryReport, error) {
 		}
 		rep.Summary = append(rep.Summary, MemoryStat{Containers: k, RSS: statOf(rss), HWM: statOf(hwm), Anon: statOf(anon), File: statOf(file), Start: statOf(start)})
 	}
+	perContainer(rep.Summary)
 	if b.o.bisect {
 		if err := b.bisections(ctx, rep); err != nil {
 			errs = append(errs, err)
@@ -336,10 +360,14 @@ func (b *bench) demoInitramfs(ctx context.Context) (string, error) {
 
 // memoryTable renders the memory section.
 func memoryTable(r *MemoryReport) *table {
-	t := newTable("containers", "VmRSS", "of which anonymous", "of which the binary (file+shmem)", "VmHWM", "containers step → all running")
+	t := newTable("containers", "VmRSS", "of which anonymous", "anonymous per container (slope of medians)", "of which the binary (file+shmem)", "VmHWM", "containers step → all running")
 	for _, s := range r.Summary {
+		per := "-"
+		if s.AnonPerContainerKiB != 0 {
+			per = fmt.Sprintf("%.0f KiB", s.AnonPerContainerKiB)
+		}
 		t.add(fmt.Sprintf("%d + probe (network_mode %s)", s.Containers, r.Network), s.RSS.format("%.1f MiB"),
-			s.Anon.format("%.1f MiB"), s.File.format("%.1f MiB"), s.HWM.format("%.1f MiB"), s.Start.seconds())
+			s.Anon.format("%.1f MiB"), per, s.File.format("%.1f MiB"), s.HWM.format("%.1f MiB"), s.Start.seconds())
 	}
 	return t
 }

@@ -108,6 +108,7 @@ type Container struct {
 	notify   *notify.Listener // nil when a user mount took the socket's place
 	oomCh    chan OOMEvent    // closed when the first process has exited
 	rotation logs.Rotation    // of the log file: the runtime's, with the manifest's over it
+	config   configFile       // config.json, written once it runs
 
 	// sigkilled: photon-init sent SIGKILL (so such an exit is not an OOM
 	// kill of the first process).
@@ -145,8 +146,22 @@ func (c *Container) Name() string { return c.name }
 // written to ConfigPath.
 func (c *Container) Spec() *specs.Spec { return c.spec }
 
-// ConfigPath is where the container's config.json was written.
-func (c *Container) ConfigPath() string { return c.l.config }
+// ConfigPath is the container's config.json, the spec for inspection: it
+// is written in the background at a low CPU priority once the container
+// runs (nothing in photon-init reads it, and encoding it is not cheap
+// the first time), and at once by this call when it has not been yet. A
+// failure to write it is logged.
+func (c *Container) ConfigPath() string {
+	c.writeConfig()
+	return c.l.config
+}
+
+// writeConfig writes config.json unless it has been.
+func (c *Container) writeConfig() {
+	if err := c.config.write(c.l.config, c.spec); err != nil {
+		c.rt.log.Warn("container: config.json", "container", c.name, "err", err)
+	}
+}
 
 // Rootfs is the container's root filesystem on the host.
 func (c *Container) Rootfs() string { return c.l.rootfs }
@@ -267,6 +282,7 @@ func (c *Container) Start(ctx context.Context) error {
 	oom := c.watchOOM()
 	c.sink, c.pid, c.state = sink, sp.pid, stateRunning
 	safe.Go(c.rt.log, "container "+c.name+" wait", func() { c.waitInit(sp, oom) })
+	safe.Go(c.rt.log, "container "+c.name+" config.json", func() { lowPriority(configNice, c.writeConfig) })
 	return nil
 }
 
@@ -521,6 +537,7 @@ func (c *Container) Destroy() error {
 		errs = append(errs, err)
 	}
 	c.closeNotify()
+	c.config.settle() // no config.json written after Destroy
 	if err := os.RemoveAll(c.l.notifyDir); err != nil {
 		errs = append(errs, fmt.Errorf("remove the notify socket: %w", err))
 	}

@@ -5,9 +5,11 @@
 //
 // Create combines a manifest (pkg/containers/manifest) with an unpacked
 // image (pkg/containers/image) into an OCI runtime spec, writes it as
-// DataDir/containers/NAME/config.json for inspection, and converts it with
-// runc's specconv, so that the container gets exactly runc's semantics and
-// runtime-tools' runtimetest can check the same config.json inside it.
+// DataDir/containers/NAME/config.json for inspection (in the background,
+// at a low CPU priority, once the container runs; see
+// Container.ConfigPath), and converts it with runc's specconv, so that the
+// container gets exactly runc's semantics and runtime-tools' runtimetest
+// can check the same config.json inside it.
 //
 // The process follows Docker's rules: a manifest entrypoint replaces the
 // image's Entrypoint and drops its Cmd unless the manifest also gives a

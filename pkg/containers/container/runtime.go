@@ -183,7 +183,7 @@ func inputsDigest(m *manifest.Container, img *image.Image) (string, error) {
 // root filesystem mounted (an overlay of the image's layers under the
 // container's writable layer, or a flattened copy where overlayfs is
 // missing), volumes prepared, /etc/hostname, /etc/hosts and
-// /etc/resolv.conf generated, config.json written, its notify socket
+// /etc/resolv.conf generated (config.json follows once it runs), its notify socket
 // listening (see Notifications), and the libcontainer container created. The writable layer of an earlier container of the
 // same name is kept when the manifest and the image are unchanged, and
 // discarded otherwise; its anonymous volumes are kept in both cases (as
@@ -415,7 +415,8 @@ func (r *Runtime) resetLayer(l *layout) error {
 }
 
 // prepareFiles creates the working directory, the volumes' host
-// directories and the generated files, and writes config.json.
+// directories and the generated files (config.json comes later, see
+// configFile).
 func (r *Runtime) prepareFiles(ctx context.Context, p *plan, l *layout) error {
 	// Docker creates a missing working directory (owned by root).
 	cwd, err := securejoin.SecureJoin(l.rootfs, p.spec.Process.Cwd)
@@ -455,12 +456,10 @@ func (r *Runtime) prepareFiles(ctx context.Context, p *plan, l *layout) error {
 	if err := os.Chmod(l.notifyDir, 0o755); err != nil {
 		return fmt.Errorf("chmod %s: %w", l.notifyDir, err)
 	}
-	b, err := json.MarshalIndent(p.spec, "", "\t")
-	if err != nil {
-		return fmt.Errorf("encode config.json: %w", err)
-	}
-	if err := os.WriteFile(l.config, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", l.config, err)
+	// config.json is written once the container runs (configFile); one
+	// of an earlier container of that name must not pass for this one's.
+	if err := os.Remove(l.config); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the earlier %s: %w", l.config, err)
 	}
 	return nil
 }

@@ -2,12 +2,15 @@ package container
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"maps"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer/configs"
 	libseccomp "github.com/opencontainers/runc/libcontainer/seccomp"
@@ -225,6 +228,22 @@ func TestSeccompInContainer(t *testing.T) {
 		}
 		if _, ok := got["i386"]; ok {
 			t.Errorf("%s: the i386 child failed: %s", tc.m.Name, got["i386"])
+		}
+	}
+
+	// A process exec'd into a running container (libcontainer's setns
+	// init) gets the container's filter too.
+	c := e.start(t, &manifest.Container{Name: "exec-target", Command: []string{"sleep"}}, img)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	code, out, err := c.Run(ctx, []string{"/probe", "syscalls"}, 15*time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("exec: code %d, %v: %s", code, err, out)
+	}
+	got, _ := report(strings.Split(strings.TrimSpace(string(out)), "\n"))
+	for k, want := range docker {
+		if got[k] != want {
+			t.Errorf("exec: %s = %q, want %q", k, got[k], want)
 		}
 	}
 }

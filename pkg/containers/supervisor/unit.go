@@ -249,6 +249,55 @@ type runResult struct {
 // runOnce gets the image, creates and starts the container, and
 // supervises it until it ends.
 func (s *Supervisor) runOnce(ctx context.Context, u *unit, l *life, pol *restarter) runResult {
+	p := s.prepareApart(ctx, u, l)
+	if p.inst == nil {
+		return p.res
+	}
+	defer func() {
+		if err := p.inst.Destroy(); err != nil {
+			s.log.Warn(fmt.Sprintf("container %s: destroy: %v", l.m.Name, err))
+		}
+	}()
+	if p.res.stopped || p.res.err != nil {
+		return p.res
+	}
+	return s.supervise(ctx, u, l, p.inst, p.hc, pol)
+}
+
+// prepared is what prepare returns: the instance (nil when none was
+// created, which then needs no Destroy), its health check, and a result
+// when the run ends before it is supervised.
+type prepared struct {
+	inst Instance
+	hc   *healthConfig
+	res  runResult
+}
+
+// prepareApart runs prepare on a goroutine of its own and waits for it.
+// Getting the image and creating and starting the container go deep
+// (libcontainer, the image store): their stack is freed when that
+// goroutine ends, while the life's goroutine, which then supervises the
+// container for as long as it runs, keeps the small stack its select
+// needs (it shrinks only when a collection finds it mostly unused, which
+// is rare once the containers run).
+func (s *Supervisor) prepareApart(ctx context.Context, u *unit, l *life) prepared {
+	done := make(chan prepared, 1)
+	go func() {
+		var p prepared
+		if err := safe.Call("prepare container "+l.m.Name, func() error {
+			s.prepare(ctx, u, l, &p)
+			return nil
+		}); err != nil {
+			p.res = runResult{err: err} // p.inst, if created, is still destroyed
+		}
+		done <- p
+	}()
+	return <-done
+}
+
+// prepare gets the image, creates and starts the container, filling p
+// (p.inst as soon as the container is created).
+func (s *Supervisor) prepare(ctx context.Context, u *unit, l *life, p *prepared) {
 	m := l.m
 	// A stop request cancels the preparation through l.ctx.
 	opCtx, cancel := context.WithCancel(l.ctx)
@@ -266,10 +315,12 @@ func (s *Supervisor) runOnce(ctx context.Context, u *unit, l *life, pol *restart
 	img, err := s.opts.Images.Get(opCtx, m.Image)
 	switch {
 	case asked():
-		return runResult{stopped: true}
+		p.res = runResult{stopped: true}
+		return
 	case err != nil:
 		// The store's errors name the reference already.
-		return runResult{err: err}
+		p.res = runResult{err: err}
+		return
 	}
 	s.mu.Lock()
 	u.status.ImageDigest = img.Digest
@@ -278,29 +329,30 @@ func (s *Supervisor) runOnce(ctx context.Context, u *unit, l *life, pol *restart
 	inst, err := s.opts.Runtime.Create(opCtx, m, img)
 	if err != nil {
 		if asked() {
-			return runResult{stopped: true}
+			p.res = runResult{stopped: true}
+			return
 		}
-		return runResult{err: fmt.Errorf("create: %w", err)}
+		p.res = runResult{err: fmt.Errorf("create: %w", err)}
+		return
 	}
-	defer func() {
-		if err := inst.Destroy(); err != nil {
-			s.log.Warn(fmt.Sprintf("container %s: destroy: %v", m.Name, err))
-		}
-	}()
+	p.inst = inst // destroyed by runOnce from now on
 	if asked() {
-		return runResult{stopped: true}
+		p.res = runResult{stopped: true}
+		return
 	}
 	if err := inst.Start(opCtx); err != nil {
 		if asked() {
-			return runResult{stopped: true}
+			p.res = runResult{stopped: true}
+			return
 		}
-		return runResult{err: fmt.Errorf("start: %w", err)}
+		p.res = runResult{err: fmt.Errorf("start: %w", err)}
+		return
 	}
 	hc, err := healthConfigFor(m.Healthcheck, img.Config.Healthcheck)
 	if err != nil {
 		s.log.Warn(fmt.Sprintf("container %s: the image's health check is not used: %v", m.Name, err))
 	}
-	return s.supervise(ctx, u, l, inst, hc, pol)
+	p.hc = hc
 }
 
 // waited is what Instance.Wait returned.

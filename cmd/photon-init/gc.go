@@ -19,8 +19,9 @@ import (
 // end.
 const supervisorGCPercent = 25
 
-// tuneGC sets the garbage collector's target for a supervising role,
-// unless GOGC is set in the environment (for PID 1, a GOGC=N argument on
+// tuneGC sets the garbage collector's target for a supervising role (PID
+// 1, boot and run call it when their boot is complete: during the boot,
+// Go's default collects less often on the boot path), unless GOGC is set in the environment (for PID 1, a GOGC=N argument on
 // the kernel command line), which Go has applied already. It returns the
 // target in force.
 func tuneGC(getenv func(string) string) int {

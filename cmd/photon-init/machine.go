@@ -29,6 +29,9 @@ func machineOptions(sandbox bool, configPath string) boot.Options {
 		LoadModules: mods.loadDeclared,
 		Coldplug:    mods.coldplug,
 		Workload:    containerWorkload{engine.New(engine.PathsUnder("/"))},
+		// Go's default GC target while booting (fewer collections on the
+		// boot path), the supervisor's once booted.
+		AfterBoot: func() { tuneGC(os.Getenv) },
 	}
 }
 

@@ -34,7 +34,6 @@ func run(args []string) int {
 		return 1 // containerInit only returns on failure.
 	}
 	if os.Getpid() == 1 {
-		tuneGC(os.Getenv)
 		runPID1(args)
 		// runPID1 does not return; this is only reached if it ever did.
 		select {}
@@ -45,16 +44,11 @@ func run(args []string) int {
 	if filepath.Base(args[0]) == "init" && len(args) == 1 {
 		// The kernel may exec us as /init with a pid other than 1 only
 		// inside a pid namespace test; treat it like "boot".
-		tuneGC(os.Getenv)
 		return cmdBoot(args[1:])
 	}
 	if len(args) < 2 {
 		usage(os.Stderr)
 		return 2
-	}
-	switch args[1] {
-	case "boot", "run":
-		tuneGC(os.Getenv)
 	}
 	switch args[1] {
 	case "boot":
@@ -63,6 +57,7 @@ func run(args []string) int {
 		containerInit()
 		return 1 // containerInit only returns on failure.
 	case "run":
+		tuneGC(os.Getenv) // no boot: the supervisor's target from the start
 		return cmdRun(args[2:])
 	case "build":
 		return cmdBuild(args[2:])

@@ -55,6 +55,14 @@ type Options struct {
 	// Workload is what the machine runs once booted (the container
 	// supervisor); nil runs nothing.
 	Workload Workload
+	// TimelinePath is where the timeline is written; "" means
+	// TimelinePath.
+	TimelinePath string
+	// AfterBoot, when set, is called once the boot is complete (every
+	// step done, the background ones included): the place to switch from
+	// settings that favour the boot's speed to those of a long-running
+	// supervisor (the garbage collector's target).
+	AfterBoot func()
 }
 
 // Workload is what a booted machine runs. Start is a boot step: it must
@@ -193,6 +201,9 @@ func newMachine(opts Options, w io.Writer) *Machine {
 	if opts.ConfigPath == "" {
 		opts.ConfigPath = config.DefaultPath
 	}
+	if opts.TimelinePath == "" {
+		opts.TimelinePath = TimelinePath
+	}
 	m := &Machine{
 		opts:     opts,
 		level:    new(slog.LevelVar),
@@ -205,12 +216,16 @@ func newMachine(opts Options, w io.Writer) *Machine {
 }
 
 // boot runs the plan, then reports the boot complete.
-func (m *Machine) boot(ctx context.Context) {
-	if err := m.runPlan(ctx, Plan()); err != nil {
+func (m *Machine) boot(ctx context.Context) { m.bootPlan(ctx, Plan()) }
+
+// bootPlan runs plan, then reports the boot complete and calls AfterBoot;
+// a fatal failure ends in the emergency state instead.
+func (m *Machine) bootPlan(ctx context.Context, plan []Phase) {
+	if err := m.runPlan(ctx, plan); err != nil {
 		m.emergency(err)
 		return
 	}
-	if err := m.timeline.WriteFile(TimelinePath); err != nil {
+	if err := m.timeline.WriteFile(m.opts.TimelinePath); err != nil {
 		m.log.Warn("timeline", "err", err)
 	}
 	var b strings.Builder
@@ -219,10 +234,15 @@ func (m *Machine) boot(ctx context.Context) {
 		m.log.Info(line)
 	}
 	sinceKernel, sincePID1 := m.timeline.Complete()
-	if err := m.timeline.WriteFile(TimelinePath); err != nil {
+	if err := m.timeline.WriteFile(m.opts.TimelinePath); err != nil {
 		m.log.Warn("timeline", "err", err)
 	}
 	m.notice(fmt.Sprintf("boot complete: %.3fs since kernel start, %.3fs since PID-1 start", sinceKernel.Seconds(), sincePID1.Seconds()))
+	if m.opts.AfterBoot != nil {
+		if err := safe.Call("after boot", func() error { m.opts.AfterBoot(); return nil }); err != nil {
+			m.log.Error(err.Error())
+		}
+	}
 }
 
 // notice shows a line of the machine's life at every level but quiet.

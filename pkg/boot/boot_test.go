@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -187,6 +188,34 @@ func TestRunPlanBackground(t *testing.T) {
 	defer m.background.Done()
 	if err := m.waitBackground(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("waitBackground with an ended context = %v, want context.Canceled", err)
+	}
+}
+
+// TestAfterBoot: AfterBoot runs once the boot is complete, background
+// steps included, and a panic in it is reported, not a crash.
+func TestAfterBoot(t *testing.T) {
+	var bgDone, calledAfterBg atomic.Bool
+	calls := 0
+	plan := []Phase{{"devices", []Step{{Name: "coldplug", Background: true, Run: func(m *Machine, ctx context.Context) error {
+		time.Sleep(20 * time.Millisecond)
+		bgDone.Store(true)
+		return nil
+	}}}}}
+	var out syncBuffer
+	m := newMachine(Options{TimelinePath: filepath.Join(t.TempDir(), "timeline.json"), AfterBoot: func() {
+		calls++
+		calledAfterBg.Store(bgDone.Load())
+		panic("after-boot broke")
+	}}, &out)
+	m.bootPlan(context.Background(), plan)
+	if calls != 1 || !calledAfterBg.Load() {
+		t.Errorf("AfterBoot called %d times, after the background step: %v; want once, after it", calls, calledAfterBg.Load())
+	}
+	m.console.Flush(time.Second)
+	for _, want := range []string{"boot complete", "after boot: panic: after-boot broke"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("console lacks %q:\n%s", want, out.String())
+		}
 	}
 }
 

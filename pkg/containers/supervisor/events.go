@@ -13,7 +13,7 @@ type eventLog struct {
 	ring    []Event // grows as events come, up to size
 	size    int     // the most events kept
 	next    int     // where the next event goes
-	n       int // events in the ring
+	n       int     // events in the ring
 	seq     uint64
 	subs    map[*subscriber]struct{}
 	dropped uint64 // events not delivered to a subscriber that was behind

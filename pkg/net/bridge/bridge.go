@@ -154,12 +154,24 @@ type VethConfig struct {
 	Gateway netip.Addr
 }
 
+// ContainerMAC is the MAC address of the container end of a veth, derived
+// from the container's address as Docker does (a locally administered
+// 02:50 prefix, then the four bytes of the IPv4 address): a container
+// restarted with its address keeps its MAC, so the machine's neighbour
+// entry for the address stays right and traffic to the new container is
+// not sent to the old one's MAC until the entry expires.
+func ContainerMAC(addr netip.Addr) net.HardwareAddr {
+	a := addr.As4()
+	return net.HardwareAddr{0x02, 0x50, a[0], a[1], a[2], a[3]}
+}
+
 // AddVeth creates a veth pair: the host end a port of br (hairpin on, so
 // that a container can reach its own published ports through the
 // machine), the other end ContainerLink inside the namespace at cfg.Netns,
 // with cfg.Address, up, beside an up loopback and a default route through
-// cfg.Gateway. A link of the same name left on the host is replaced. On
-// failure nothing is left.
+// cfg.Gateway, and ContainerMAC(cfg.Address) as its MAC address. A link
+// of the same name left on the host is replaced. On failure nothing is
+// left.
 func AddVeth(br netlink.Link, cfg VethConfig) (err error) {
 	fail := func(err error) error { return fmt.Errorf("veth %s: %w", cfg.Name, err) }
 	if len(cfg.Name) > unix.IFNAMSIZ-1 {
@@ -175,7 +187,7 @@ func AddVeth(br netlink.Link, cfg VethConfig) (err error) {
 	defer ns.Close()
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name, attrs.MTU, attrs.MasterIndex = cfg.Name, br.Attrs().MTU, br.Attrs().Index
-	v := &netlink.Veth{LinkAttrs: attrs, PeerName: ContainerLink, PeerNamespace: netlink.NsFd(ns)}
+	v := &netlink.Veth{LinkAttrs: attrs, PeerName: ContainerLink, PeerNamespace: netlink.NsFd(ns), PeerHardwareAddr: ContainerMAC(cfg.Address.Addr())}
 	if err := netlink.LinkAdd(v); err != nil {
 		return fail(fmt.Errorf("create: %w", err))
 	}

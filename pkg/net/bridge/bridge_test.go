@@ -104,6 +104,11 @@ func TestEnsureAndVeth(t *testing.T) {
 		}
 	}
 	eth, _ := h.LinkByName(ContainerLink)
+	// The MAC follows the address (02:50 and 10.88.0.2), so a container
+	// restarted with its address is reached at once.
+	if got := eth.Attrs().HardwareAddr.String(); got != "02:50:0a:58:00:02" {
+		t.Errorf("container MAC %s, want 02:50:0a:58:00:02", got)
+	}
 	as, _ := h.AddrList(eth, unix.AF_INET)
 	if len(as) != 1 || as[0].IPNet.String() != "10.88.0.2/16" {
 		t.Errorf("container addresses %v", as)

@@ -112,7 +112,8 @@ type Runtime struct {
 
 	net *netState // the containers' networks (network.go)
 
-	seccomp seccompPrograms // compiled seccomp filters, by profile
+	seccomp  seccompPrograms // compiled seccomp filters, by profile
+	profiles seccompProfiles // Docker's default profile, shared
 }
 
 // New returns a Runtime, creating its directories.
@@ -235,7 +236,7 @@ func (r *Runtime) Create(ctx context.Context, m *manifest.Container, img *image.
 		return fail(err)
 	}
 
-	p, err := buildSpec(m, img, l, r.opts.CgroupParent)
+	p, err := buildSpec(m, img, l, r.opts.CgroupParent, &r.profiles)
 	if err != nil {
 		return fail(err)
 	}

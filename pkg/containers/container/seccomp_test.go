@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -31,7 +32,7 @@ func defaultSeccompConfig(t *testing.T, m *manifest.Container, uid uint32) *conf
 		t.Fatal(err)
 	}
 	spec := &specs.Spec{Process: &specs.Process{Capabilities: linuxCapabilities(caps, uid)}}
-	p, err := seccompProfile(spec, m.Privileged)
+	p, err := (*seccompProfiles)(nil).profile(spec, m.Privileged)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,5 +246,51 @@ func TestSeccompInContainer(t *testing.T) {
 		if got[k] != want {
 			t.Errorf("exec: %s = %q, want %q", k, got[k], want)
 		}
+	}
+}
+
+// TestSeccompProfilesShared: containers with the same capabilities share
+// one copy of Docker's default profile, equal to a fresh one; other
+// capabilities get their own; privileged containers none.
+func TestSeccompProfilesShared(t *testing.T) {
+	if !SeccompEnabled {
+		t.Skip("built without the seccomp tag")
+	}
+	specWith := func(m *manifest.Container) *specs.Spec {
+		caps, err := capabilities(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &specs.Spec{Process: &specs.Process{Capabilities: linuxCapabilities(caps, 0)}}
+	}
+	var ps seccompProfiles
+	plain := &manifest.Container{Name: "a"}
+	admin := &manifest.Container{Name: "b", CapAdd: []string{"SYS_ADMIN"}}
+	a1, err := ps.profile(specWith(plain), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, _ := ps.profile(specWith(&manifest.Container{Name: "a2"}), false)
+	b, _ := ps.profile(specWith(admin), false)
+	if a1 == nil || a1 != a2 {
+		t.Errorf("two containers with the default capabilities got different copies (%p, %p)", a1, a2)
+	}
+	if b == a1 {
+		t.Error("CAP_SYS_ADMIN got the default capabilities' profile")
+	}
+	for _, tc := range []struct {
+		m      *manifest.Container
+		shared *specs.LinuxSeccomp
+	}{{plain, a1}, {admin, b}} {
+		fresh, err := (*seccompProfiles)(nil).profile(specWith(tc.m), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(fresh, tc.shared) {
+			t.Errorf("%s: the shared profile differs from a fresh one", tc.m.Name)
+		}
+	}
+	if p, _ := ps.profile(specWith(plain), true); p != nil {
+		t.Error("a privileged container got a profile")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/moby/profiles/seccomp"
 	"github.com/moby/sys/capability"
@@ -174,13 +175,49 @@ func linuxCapabilities(caps []string, uid uint32) *specs.LinuxCapabilities {
 	}
 }
 
-// seccompProfile returns Docker's default profile for spec (whose
-// capabilities must be set: some syscalls are allowed by capability), or
-// nil for a privileged container or a binary built without seccomp.
-func seccompProfile(spec *specs.Spec, privileged bool) (*specs.LinuxSeccomp, error) {
+// seccompProfiles hands out Docker's default seccomp profile, one shared
+// copy per capability set: the profile depends on the container's bounding
+// capabilities only (and on the machine), and each copy is ~25 KB that
+// every container's kept spec would otherwise hold. The profiles handed
+// out must not be modified. The zero value is ready; a nil one builds a
+// fresh profile each time.
+type seccompProfiles struct {
+	mu sync.Mutex
+	m  map[string]*specs.LinuxSeccomp // by bounding capabilities
+}
+
+// profile returns Docker's default profile for spec (whose capabilities
+// must be set: some syscalls are allowed by capability), or nil for a
+// privileged container or a binary built without seccomp.
+func (ps *seccompProfiles) profile(spec *specs.Spec, privileged bool) (*specs.LinuxSeccomp, error) {
 	if privileged || !SeccompEnabled {
 		return nil, nil
 	}
+	if ps == nil {
+		return defaultSeccompProfile(spec)
+	}
+	var key string
+	if c := spec.Process.Capabilities; c != nil {
+		key = strings.Join(c.Bounding, " ")
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if p, ok := ps.m[key]; ok {
+		return p, nil
+	}
+	p, err := defaultSeccompProfile(spec)
+	if err != nil {
+		return nil, err
+	}
+	if ps.m == nil {
+		ps.m = map[string]*specs.LinuxSeccomp{}
+	}
+	ps.m[key] = p
+	return p, nil
+}
+
+// defaultSeccompProfile builds Docker's default profile for spec.
+func defaultSeccompProfile(spec *specs.Spec) (*specs.LinuxSeccomp, error) {
 	p, err := seccomp.GetDefaultProfile(spec)
 	if err != nil {
 		return nil, fmt.Errorf("Docker's default seccomp profile: %w", err)

@@ -124,7 +124,7 @@ func ownNetns(mode string) (bool, error) {
 // capabilities, masked and read-only paths, mounts, cgroup limits and
 // seccomp. rootfs is read for the user's passwd and group entries;
 // nothing is written.
-func buildSpec(m *manifest.Container, img *image.Image, l *layout, cgroupParent string) (*plan, error) {
+func buildSpec(m *manifest.Container, img *image.Image, l *layout, cgroupParent string, profiles *seccompProfiles) (*plan, error) {
 	if m == nil || img == nil {
 		return nil, errors.New("no manifest or no image")
 	}
@@ -229,7 +229,7 @@ func buildSpec(m *manifest.Container, img *image.Image, l *layout, cgroupParent 
 		spec.Linux.MaskedPaths = presentPaths(maskedPaths)
 		spec.Linux.ReadonlyPaths = presentPaths(readonlyPaths)
 	}
-	if spec.Linux.Seccomp, err = seccompProfile(spec, m.Privileged); err != nil {
+	if spec.Linux.Seccomp, err = profiles.profile(spec, m.Privileged); err != nil {
 		return nil, err
 	}
 

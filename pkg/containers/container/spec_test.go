@@ -46,7 +46,7 @@ func build(t *testing.T, m *manifest.Container, cfg image.Config) (*plan, error)
 	l := newLayout("/data", "/data/volumes", "/run/notify", m.Name)
 	l.rootfs = specRoot(t)
 	img := &image.Image{Ref: "img:1", Digest: "sha256:abc", Layers: []string{"/layers/1"}, Config: cfg}
-	return buildSpec(m, img, l, "/photon")
+	return buildSpec(m, img, l, "/photon", nil)
 }
 
 func mustBuild(t *testing.T, m *manifest.Container, cfg image.Config) *plan {

@@ -396,8 +396,10 @@ func (c *Container) finishOOM(o *oomState, killedUnexplained bool) (uint64, bool
 	}
 	count, err := oomCount(o.dir, o.v2)
 	// The OOM killer counts its victim just after sending it SIGKILL: a
-	// victim reaped at once may be seen before its kill is counted.
-	for i := 0; killedUnexplained && (err != nil || count == o.base) && i < oomSettleTries/10; i++ {
+	// victim reaped at once may be seen before its kill is counted, by
+	// more than 50 ms on a loaded machine. Only a SIGKILL photon-init did
+	// not send waits here, for at most oomSettleTries × oomSettleStep.
+	for i := 0; killedUnexplained && (err != nil || count == o.base) && i < oomSettleTries; i++ {
 		time.Sleep(oomSettleStep)
 		count, err = oomCount(o.dir, o.v2)
 	}

@@ -43,6 +43,9 @@ test: deps
 
 test-unit:
 	$(GO) test -short -count=1 ./...
+	# the container runtime as released: with seccomp (its filter tests
+	# skip without the tag) and the other build tags
+	$(GO) test -short -count=1 -tags '$(BUILD_TAGS)' ./pkg/containers/... ./cmd/...
 
 test-e2e: build
 	$(GO) test $(E2E_FLAGS) $(if $(RUN),-run '$(RUN)') ./test/vm/ ./test/e2e/

@@ -268,18 +268,26 @@ func (c *Container) Start(ctx context.Context) error {
 		return fmt.Errorf("start container %s: %w", c.name, err)
 	}
 	p.Init = true
+	var oom *oomState
 	sp, err := c.startProcess(p, procIO{
 		stdout: sink.Writer(logs.Stdout), stderr: sink.Writer(logs.Stderr), closeWriters: true,
+		// The OOM kill count is read before the program runs: a
+		// program killed at once must not be counted in the base.
+		beforeExec: func() {
+			if st, err := c.lc.State(); err == nil {
+				c.cgPaths = st.CgroupPaths
+			}
+			oom = c.watchOOM()
+		},
 	})
 	if err != nil {
+		if oom != nil {
+			oom.stopWatch()
+		}
 		sink.Close()
 		c.failStart(err)
 		return fmt.Errorf("start container %s: %w", c.name, err)
 	}
-	if st, err := c.lc.State(); err == nil {
-		c.cgPaths = st.CgroupPaths
-	}
-	oom := c.watchOOM()
 	c.sink, c.pid, c.state = sink, sp.pid, stateRunning
 	safe.Go(c.rt.log, "container "+c.name+" wait", func() { c.waitInit(sp, oom) })
 	safe.Go(c.rt.log, "container "+c.name+" config.json", func() { lowPriority(configNice, c.writeConfig) })
@@ -344,6 +352,14 @@ func (c *Container) watchOOM() *oomState {
 	return o
 }
 
+// stopWatch stops the OOM watcher and waits until it has.
+func (o *oomState) stopWatch() {
+	if o.watch != nil {
+		o.watch.file.Close()
+	}
+	<-o.done
+}
+
 // reportOOM sends an event for the kills counted since the last one, if
 // the channel has room.
 func (c *Container) reportOOM(o *oomState, count uint64) {
@@ -387,10 +403,7 @@ func (c *Container) waitInit(sp *startedProcess, oom *oomState) {
 // died of a SIGKILL that photon-init did not send.
 func (c *Container) finishOOM(o *oomState, killedUnexplained bool) (uint64, bool) {
 	defer close(c.oomCh)
-	if o.watch != nil {
-		o.watch.file.Close()
-	}
-	<-o.done
+	o.stopWatch()
 	if !o.readable {
 		return 0, false
 	}

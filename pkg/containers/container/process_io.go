@@ -31,6 +31,10 @@ type procIO struct {
 	// stdin, stdout and stderr; its master comes back in startedProcess.
 	tty           bool
 	width, height uint16
+	// beforeExec, for the first process, runs once the process's init
+	// has set it up (its cgroup exists) and before it execs the
+	// container's program.
+	beforeExec func()
 }
 
 // startedProcess is a process started by startProcess.
@@ -87,7 +91,17 @@ func (c *Container) startProcess(p *libcontainer.Process, pio procIO) (*startedP
 	}
 	run := c.lc.Start
 	if p.Init {
-		run = c.lc.Run
+		// libcontainer's Run in two halves, to look at the cgroup
+		// before the program runs.
+		run = func(p *libcontainer.Process) error {
+			if err := c.lc.Start(p); err != nil {
+				return err
+			}
+			if pio.beforeExec != nil {
+				pio.beforeExec()
+			}
+			return c.lc.Exec()
+		}
 	}
 	var pid int
 	err := c.rt.opts.Reaper.Exclusive(func() ([]int, error) {

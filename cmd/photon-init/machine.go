@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/photon-init/photon-init/internal/safe"
 	"github.com/photon-init/photon-init/pkg/boot"
 	"github.com/photon-init/photon-init/pkg/boot/kmod"
 	"github.com/photon-init/photon-init/pkg/config"
@@ -102,14 +103,35 @@ func (ml *moduleLoader) loadDeclared(ctx context.Context, log *slog.Logger, decl
 }
 
 // coldplug loads the modules of the machine's devices: every device's
-// modalias matched against the module directory's modules.alias.
+// modalias matched against the module directory's modules.alias. Then,
+// on the same uevent subscription, it keeps loading the modules of the
+// devices added later (hotplug), from whatever module directory is the
+// running one, for the machine's life.
 func (ml *moduleLoader) coldplug(ctx context.Context, log *slog.Logger) error {
 	l, err := ml.get(log)
 	if l == nil {
 		return err
 	}
-	r, err := l.Coldplug(ctx, "/sys")
-	return loadErrors(r, err)
+	events, err := kmod.OpenKernelUevents()
+	if err != nil {
+		log.Warn("kmod: no uevents: coldplug walks sysfs after every round of loads, and later devices get no modules", "err", err)
+		r, cerr := l.Coldplug(ctx, "/sys")
+		return loadErrors(r, cerr)
+	}
+	r, cerr := l.ColdplugEvents(ctx, "/sys", events)
+	safe.Go(log, "hotplug", func() {
+		current := func() *kmod.Loader {
+			l, err := ml.get(log)
+			if err != nil {
+				log.Warn("kmod: hotplug", "err", err)
+			}
+			return l
+		}
+		if err := kmod.Follow(context.WithoutCancel(ctx), events, "/sys", current, log); err != nil {
+			log.Warn("kmod: hotplug stopped", "err", err)
+		}
+	})
+	return loadErrors(r, cerr)
 }
 
 // loadErrors is the error of a step that loaded modules: the failed ones. A

@@ -3,7 +3,9 @@ package kmod
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,11 +34,18 @@ const maxColdplugPasses = 32
 // failure never stops the other modules. Only a sysfs that cannot be read
 // at all, or ctx, ends it early.
 func (l *Loader) Coldplug(ctx context.Context, sysfsRoot string) ([]Result, error) {
-	root := filepath.Join(sysfsRoot, "devices")
 	events := l.openUevents()
 	if events != nil {
 		defer events.Close()
 	}
+	return l.ColdplugEvents(ctx, sysfsRoot, events)
+}
+
+// ColdplugEvents is Coldplug with a subscription the caller opened (nil:
+// none) and keeps: after it, the caller can go on with Follow on the same
+// subscription, missing no device.
+func (l *Loader) ColdplugEvents(ctx context.Context, sysfsRoot string, events UeventSource) ([]Result, error) {
+	root := filepath.Join(sysfsRoot, "devices")
 	seen := map[string]bool{}
 	reported := map[string]bool{}
 	var results []Result
@@ -226,5 +235,61 @@ func (w *sysfsWalker) readModalias(dirfd int) {
 	}
 	if s := strings.TrimSpace(string(w.read[:n])); s != "" {
 		w.fn(s)
+	}
+}
+
+// LoadModaliases loads the modules matching the given modaliases, with
+// their dependencies, and returns the results of the modules it loaded or
+// failed to load (not those loaded already).
+func (l *Loader) LoadModaliases(ctx context.Context, modaliases ...string) []Result {
+	var matched []*Module
+	for _, a := range modaliases {
+		matched = append(matched, l.Index.MatchAlias(a)...)
+	}
+	if len(matched) == 0 {
+		return nil
+	}
+	var results []Result
+	for _, r := range l.LoadModules(ctx, l.Index.Closure(matched...)) {
+		if r.Status != AlreadyLoaded {
+			results = append(results, r)
+		}
+	}
+	return results
+}
+
+// Follow loads the modules of the devices the kernel adds from now on (a
+// disk or a card plugged into the running machine), until ctx ends or the
+// subscription fails; it closes events when it returns. loader gives the
+// Loader for each batch of devices (nil: no modules), so that a switch to
+// another root's module directory is followed. When events were lost it
+// walks sysfsRoot/devices once to catch up. Failures are logged; it
+// returns the subscription's error, or nil when ctx ended.
+func Follow(ctx context.Context, events UeventSource, sysfsRoot string, loader func() *Loader, log *slog.Logger) error {
+	defer events.Close()
+	for {
+		if err := events.Wait(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("hotplug: %w", err)
+		}
+		mods, err := events.Modaliases()
+		switch {
+		case errors.Is(err, ErrUeventsLost):
+			log.Warn("kmod: hotplug events lost; walking sysfs", "err", err)
+			root := filepath.Join(sysfsRoot, "devices")
+			if werr := walkModaliases(root, func(m string) { mods = append(mods, m) }); werr != nil {
+				log.Warn("kmod: hotplug: walk", "err", werr)
+			}
+		case err != nil:
+			return fmt.Errorf("hotplug: %w", err)
+		}
+		if len(mods) == 0 {
+			continue
+		}
+		if l := loader(); l != nil {
+			l.LoadModaliases(ctx, mods...) // each load and failure is logged
+		}
 	}
 }

@@ -40,12 +40,40 @@ type fakeUevents struct {
 	queued []string
 	lose   bool // the next Modaliases reports lost events
 	closed bool
+	ready  chan struct{} // has a token while events wait
 }
 
 func (f *fakeUevents) add(modalias string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.queued = append(f.queued, modalias)
+	f.signal()
+}
+
+// signal marks events waiting. f.mu is held.
+func (f *fakeUevents) signal() {
+	if f.ready == nil {
+		f.ready = make(chan struct{}, 1)
+	}
+	select {
+	case f.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (f *fakeUevents) Wait(ctx context.Context) error {
+	f.mu.Lock()
+	if f.ready == nil {
+		f.ready = make(chan struct{}, 1)
+	}
+	ready := f.ready
+	f.mu.Unlock()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (f *fakeUevents) Modaliases() ([]string, error) {
@@ -225,6 +253,12 @@ func TestKernelUevents(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Modaliases waited for events")
 	}
+	// Wait parks until events come, or its context ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := src.Wait(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait: %v", err)
+	}
 	if err := src.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
@@ -252,5 +286,58 @@ func TestColdplugReportsFailuresAndGoesOn(t *testing.T) {
 	}
 	if _, err := l.Coldplug(context.Background(), filepath.Join(sys, "missing")); err == nil {
 		t.Error("Coldplug of a missing sysfs: want an error")
+	}
+}
+
+// TestFollow: after coldplug, devices the kernel adds get their modules
+// (through the Loader the callback gives at that moment), lost events make
+// it walk sysfs, and it ends with its context, closing the subscription.
+func TestFollow(t *testing.T) {
+	dir := writeModuleTree(t, "kernel/a.ko:\nkernel/b.ko:\nkernel/c.ko:\n", map[string]string{
+		AliasFile: "alias dev:a* a\nalias dev:b* b\nalias dev:c* c\n",
+	})
+	sys := fakeSysfs(t, map[string]string{"devices/x/modalias": "dev:a1\n"})
+	k := &fakeKernel{}
+	l, logs := newTestLoader(t, dir, k)
+	events := &fakeUevents{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Follow(ctx, events, sys, func() *Loader { return l }, l.log()) }()
+
+	waitCalls := func(want []string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !slices.Equal(k.Calls(), want) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if got := k.Calls(); !slices.Equal(got, want) {
+			t.Fatalf("kernel calls %q, want %q", got, want)
+		}
+	}
+	events.add("dev:b1") // a device plugged in
+	waitCalls([]string{"finit:b"})
+	events.mu.Lock()
+	events.lose = true // the next batch reports lost events: a walk finds dev:a1
+	events.signal()
+	events.mu.Unlock()
+	waitCalls([]string{"finit:b", "finit:a"})
+	events.add("dev:zz") // no module for it
+	events.add("dev:c9")
+	waitCalls([]string{"finit:b", "finit:a", "finit:c"})
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Follow after its context ended: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Follow did not end with its context")
+	}
+	if !events.closed {
+		t.Error("the subscription was not closed")
+	}
+	if !strings.Contains(logs.String(), "hotplug events lost") {
+		t.Errorf("no word of the lost events:\n%s", logs)
 	}
 }

@@ -2,8 +2,11 @@ package kmod
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,6 +27,9 @@ type UeventSource interface {
 	// synchronously unless told otherwise), so an empty answer right after
 	// a load means the load added no device with a modalias.
 	Modaliases() ([]string, error)
+	// Wait returns when events are waiting to be read, or ctx's error
+	// when it ends first.
+	Wait(ctx context.Context) error
 	// Close releases the subscription.
 	Close() error
 }
@@ -47,12 +53,40 @@ func OpenKernelUevents() (UeventSource, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("uevent socket: bind: %w", err)
 	}
-	return &kernelUevents{fd: fd, buf: make([]byte, 64*1024)}, nil
+	// The file puts the socket in Go's poller, for Wait; reads go
+	// straight to the descriptor.
+	return &kernelUevents{fd: fd, file: os.NewFile(uintptr(fd), "uevents"), buf: make([]byte, 64*1024)}, nil
 }
 
 type kernelUevents struct {
-	fd  int
-	buf []byte
+	fd   int
+	file *os.File
+	buf  []byte
+}
+
+// Wait parks in Go's poller until the socket is readable.
+func (k *kernelUevents) Wait(ctx context.Context) error {
+	rc, err := k.file.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("uevent socket: %w", err)
+	}
+	if err := k.file.SetReadDeadline(time.Time{}); err != nil { // an earlier Wait's
+		return fmt.Errorf("uevent socket: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = k.file.SetReadDeadline(time.Now()) })
+	defer stop()
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		_, _, perr := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK)
+		return perr != unix.EAGAIN
+	})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("uevent socket: wait: %w", err)
+	}
+	return nil
 }
 
 // Modaliases drains the socket.
@@ -84,7 +118,7 @@ func (k *kernelUevents) Modaliases() ([]string, error) {
 }
 
 // Close closes the socket.
-func (k *kernelUevents) Close() error { return unix.Close(k.fd) }
+func (k *kernelUevents) Close() error { return k.file.Close() }
 
 // addedModalias returns the MODALIAS of a kernel uevent message
 // ("ACTION@DEVPATH\0KEY=VALUE\0..."), or "" unless it is an "add" event

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/photon-init/photon-init/internal/nice"
 	"github.com/photon-init/photon-init/pkg/boot/power"
 	"github.com/photon-init/photon-init/pkg/config"
 )
@@ -194,7 +194,7 @@ func (m *Machine) writeSysctls(keys []string, deferMissing bool) (missing []stri
 func (m *Machine) coldplug(ctx context.Context) error {
 	var errs []error
 	if m.opts.Coldplug != nil {
-		errs = append(errs, lowPriority(coldplugNice, func() error { return m.opts.Coldplug(ctx, m.log) }))
+		errs = append(errs, nice.Run(coldplugNice, func() error { return m.opts.Coldplug(ctx, m.log) }))
 	}
 	end := m.timeline.Begin("devices", "power-button")
 	err := m.watchPowerButton(ctx)
@@ -215,23 +215,6 @@ func (m *Machine) coldplug(ctx context.Context) error {
 // (signature checks, relocations) that should not slow the containers'
 // start on a machine with one CPU.
 const coldplugNice = 10
-
-// lowPriority runs fn on an OS thread of its own at the given nice value
-// (Linux's nice is per thread), then restores the thread's priority. If it
-// cannot, the thread is left locked and ends with the goroutine.
-func lowPriority(nice int, fn func() error) error {
-	runtime.LockOSThread()
-	tid := unix.Gettid()
-	if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil {
-		runtime.UnlockOSThread()
-		return fn()
-	}
-	err := fn()
-	if unix.Setpriority(unix.PRIO_PROCESS, tid, 0) == nil {
-		runtime.UnlockOSThread()
-	}
-	return err
-}
 
 // checkEntropy reports whether the kernel's random number generator is
 // ready without ever waiting for it: nothing on the boot path reads blocking

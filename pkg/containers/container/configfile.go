@@ -4,10 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // configNice is the nice value of the thread that writes config.json in
@@ -46,22 +43,4 @@ func (f *configFile) write(path string, spec any) error {
 // happen (Destroy).
 func (f *configFile) settle() {
 	f.once.Do(func() {})
-}
-
-// lowPriority runs fn on an OS thread of its own at the given nice value
-// (Linux's nice is per thread), then restores the thread's priority. If
-// it cannot, fn runs at the normal priority; if the priority cannot be
-// restored, the thread stays locked and ends with the goroutine.
-func lowPriority(nice int, fn func()) {
-	runtime.LockOSThread()
-	tid := unix.Gettid()
-	if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil {
-		runtime.UnlockOSThread()
-		fn()
-		return
-	}
-	fn()
-	if unix.Setpriority(unix.PRIO_PROCESS, tid, 0) == nil {
-		runtime.UnlockOSThread()
-	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/photon-init/photon-init/internal/nice"
 	"github.com/photon-init/photon-init/internal/safe"
 	"github.com/photon-init/photon-init/pkg/containers/logs"
 	"github.com/photon-init/photon-init/pkg/containers/manifest"
@@ -290,7 +291,7 @@ func (c *Container) Start(ctx context.Context) error {
 	}
 	c.sink, c.pid, c.state = sink, sp.pid, stateRunning
 	safe.Go(c.rt.log, "container "+c.name+" wait", func() { c.waitInit(sp, oom) })
-	safe.Go(c.rt.log, "container "+c.name+" config.json", func() { lowPriority(configNice, c.writeConfig) })
+	safe.Go(c.rt.log, "container "+c.name+" config.json", func() { _ = nice.Run(configNice, func() error { c.writeConfig(); return nil }) })
 	return nil
 }
 

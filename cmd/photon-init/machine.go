@@ -115,7 +115,7 @@ func (ml *moduleLoader) coldplug(ctx context.Context, log *slog.Logger) error {
 	events, err := kmod.OpenKernelUevents()
 	if err != nil {
 		log.Warn("kmod: no uevents: coldplug walks sysfs after every round of loads, and later devices get no modules", "err", err)
-		r, cerr := l.Coldplug(ctx, "/sys")
+		r, cerr := l.ColdplugEvents(ctx, "/sys", nil)
 		return loadErrors(r, cerr)
 	}
 	r, cerr := l.ColdplugEvents(ctx, "/sys", events)

@@ -85,14 +85,10 @@ func (l *Loader) ColdplugEvents(ctx context.Context, sysfsRoot string, events Ue
 		if len(fresh) == 0 {
 			break
 		}
-		var matched []*Module
-		for _, a := range fresh {
-			matched = append(matched, l.Index.MatchAlias(a)...)
-		}
-		walkTime := time.Since(walkStart)
+		findTime := time.Since(walkStart)
 		loaded := 0
-		for _, r := range l.LoadModules(ctx, l.Index.Closure(matched...)) {
-			if r.Status == AlreadyLoaded || reported[r.Name] {
+		for _, r := range l.LoadModaliases(ctx, fresh...) {
+			if reported[r.Name] {
 				continue
 			}
 			reported[r.Name] = true
@@ -101,8 +97,8 @@ func (l *Loader) ColdplugEvents(ctx context.Context, sysfsRoot string, events Ue
 			}
 			results = append(results, r)
 		}
-		l.log().Debug("kmod: coldplug pass", "pass", passes, "walked", walk, "new_modaliases", len(fresh), "matched", len(matched), "loaded", loaded,
-			"find_match", walkTime.Round(time.Microsecond))
+		l.log().Debug("kmod: coldplug pass", "pass", passes, "walked", walk, "new_modaliases", len(fresh), "loaded", loaded,
+			"find", findTime.Round(time.Microsecond))
 	}
 	l.log().Debug("kmod: coldplug done", "passes", passes, "walks", walks, "modaliases", len(seen), "duration", time.Since(start).Round(time.Microsecond))
 	return results, resultsError(ctx, results)

@@ -1,13 +1,13 @@
 package safe
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/photon-init/photon-init/internal/syncbuf"
 )
 
 func TestCall(t *testing.T) {
@@ -24,24 +24,14 @@ func TestCall(t *testing.T) {
 	}
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-
 func TestGoRecovers(t *testing.T) {
-	var buf syncBuf
+	var buf syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	done := make(chan struct{})
 	Go(log, "worker", func() { defer close(done); panic("oops") })
 	<-done
 	for i := 0; i < 100; i++ { // the log line follows the deferred close
-		buf.mu.Lock()
-		s := buf.b.String()
-		buf.mu.Unlock()
-		if strings.Contains(s, "worker: panic: oops") {
+		if strings.Contains(buf.String(), "worker: panic: oops") {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -1,34 +1,17 @@
 package boot
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/photon-init/photon-init/internal/syncbuf"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestRunPlan(t *testing.T) {
 	ok := func(m *Machine, ctx context.Context) error { return nil }
@@ -82,7 +65,7 @@ func TestRunPlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var out syncBuffer
+			var out syncbuf.Buffer
 			m := newMachine(Options{Sandbox: tt.sandbox}, &out)
 			err := m.runPlan(context.Background(), tt.plan)
 			if (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
@@ -127,7 +110,7 @@ func TestRunPlanPhaseIsParallel(t *testing.T) {
 		running.Add(-1)
 		return nil
 	}
-	m := newMachine(Options{}, &syncBuffer{})
+	m := newMachine(Options{}, &syncbuf.Buffer{})
 	start := time.Now()
 	plan := []Phase{{"p", []Step{{Name: "a", Run: step}, {Name: "b", Run: step}, {Name: "c", Run: step}}}}
 	if err := m.runPlan(context.Background(), plan); err != nil {
@@ -164,7 +147,7 @@ func TestRunPlanBackground(t *testing.T) {
 			return nil
 		}}}},
 	}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	m := newMachine(Options{}, &out)
 	if err := m.runPlan(context.Background(), plan); err != nil {
 		t.Fatalf("runPlan: %v (a background step is never fatal)", err)
@@ -201,7 +184,7 @@ func TestAfterBoot(t *testing.T) {
 		bgDone.Store(true)
 		return nil
 	}}}}}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	m := newMachine(Options{TimelinePath: filepath.Join(t.TempDir(), "timeline.json"), AfterBoot: func() {
 		calls++
 		calledAfterBg.Store(bgDone.Load())
@@ -225,7 +208,7 @@ func TestLoadConfigBrokenFileKeepsCommandLine(t *testing.T) {
 	if err := writeFile(path, "hostname: from-file\nmodules: [a]\nhostnme: typo\n"); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	m := newMachine(Options{ConfigPath: path}, &out)
 	m.cmdline = ParseCmdline("photon.hostname=from-cmdline photon.loglevel=debug")
 	err := m.loadConfig(context.Background())

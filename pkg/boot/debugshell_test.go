@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/photon-init/photon-init/internal/syncbuf"
 	"github.com/photon-init/photon-init/pkg/boot/power"
 	"github.com/photon-init/photon-init/pkg/boot/reaper"
 	"github.com/photon-init/photon-init/pkg/config"
@@ -24,7 +25,7 @@ func consoleMachine(t *testing.T, debug string) (*Machine, *shelltest.PTY) {
 	t.Helper()
 	pty := shelltest.Open(t)
 	dev := strings.TrimPrefix(pty.SlavePath, "/dev/")
-	m := newMachine(Options{}, &syncBuffer{})
+	m := newMachine(Options{}, &syncbuf.Buffer{})
 	// Set by hand: console= names a device directly under /dev.
 	m.cmdline = Cmdline{Consoles: []string{dev}, Debug: debug}
 	m.settings = Merge(&config.Config{}, m.cmdline)
@@ -127,7 +128,7 @@ func TestDebugShellProgram(t *testing.T) {
 }
 
 func TestDebugShellSandbox(t *testing.T) {
-	m := newMachine(Options{Sandbox: true}, &syncBuffer{})
+	m := newMachine(Options{Sandbox: true}, &syncbuf.Buffer{})
 	m.settings.Debug = "shell"
 	if err := m.startDebugShell(context.Background()); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/photon-init/photon-init/internal/nstest"
+	"github.com/photon-init/photon-init/internal/syncbuf"
 	"github.com/photon-init/photon-init/pkg/config"
 	"github.com/photon-init/photon-init/pkg/net/link"
 )
@@ -34,7 +35,7 @@ func TestNetworkStepSandbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	m := newMachine(Options{Sandbox: true}, &out)
 	m.config = cfg
 	m.cmdline = ParseCmdline("ip=eth8:bogus")

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/photon-init/photon-init/internal/nstest"
+	"github.com/photon-init/photon-init/internal/syncbuf"
 	"github.com/photon-init/photon-init/pkg/blockdev/blockdevtest"
 	"github.com/photon-init/photon-init/pkg/config"
 )
@@ -37,7 +38,7 @@ func TestCmdlineRoot(t *testing.T) {
 }
 
 func TestRootEntry(t *testing.T) {
-	m := newMachine(Options{}, &syncBuffer{})
+	m := newMachine(Options{}, &syncbuf.Buffer{})
 	if _, ok := m.rootEntry(); ok {
 		t.Error("a root without photon.root= or root:")
 	}
@@ -82,7 +83,7 @@ func TestMountStorage(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	m := newMachine(Options{Sandbox: true, ConfigPath: cfgPath}, &out)
 	m.cmdline = ParseCmdline("photon.root=LABEL=photon-root")
 	if err := m.loadConfig(context.Background()); err != nil {

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/photon-init/photon-init/internal/nstest"
+	"github.com/photon-init/photon-init/internal/syncbuf"
 )
 
 // logWriter sends a logger's lines to the test log.
@@ -427,26 +428,8 @@ func TestRunOnceAndStops(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRunRecoversFromPanic(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	r := New(Options{Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	var calls atomic.Int32
 	r.beforeBatch = func() {

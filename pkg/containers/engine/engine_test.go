@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/photon-init/photon-init/internal/nstest"
+	"github.com/photon-init/photon-init/internal/syncbuf"
 	"github.com/photon-init/photon-init/pkg/boot/console"
 	"github.com/photon-init/photon-init/pkg/boot/reaper"
 	"github.com/photon-init/photon-init/pkg/containers/supervisor"
@@ -51,24 +52,6 @@ func buildProbe(t *testing.T) string {
 		t.Fatalf("build the probe: %v\n%s", err, b)
 	}
 	return out
-}
-
-// syncBuffer is a console for the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestReadinessGatesDependents runs the real engine (manifests, store,
@@ -119,7 +102,7 @@ func TestReadinessGatesDependents(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	console := &syncBuffer{}
+	console := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(console, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	rp := reaper.New(reaper.Options{Log: log})
 	go rp.Run(ctx)

@@ -6,25 +6,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/photon-init/photon-init/internal/syncbuf"
 )
-
-// lockedBuf is a console that records what it gets.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // fakeClock is a settable clock.
 type fakeClock struct {
@@ -96,7 +80,7 @@ func TestConsoleRateLimit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := &fakeClock{t: time.Unix(1000, 0)}
-			con := &lockedBuf{}
+			con := &syncbuf.Buffer{}
 			opts := Options{Console: con, ConsoleLimit: tt.limit, MaxLine: 8, Now: clock.Now}
 			if tt.dir {
 				opts.Dir = t.TempDir()
@@ -123,7 +107,7 @@ func TestConsoleRateLimit(t *testing.T) {
 // While lines are dropped, their count is shown every ReportEvery, also
 // when the container has gone quiet.
 func TestConsoleReportsWhileFlooding(t *testing.T) {
-	con := &lockedBuf{}
+	con := &syncbuf.Buffer{}
 	s, err := Open("web", Options{Console: con, ConsoleLimit: ConsoleLimit{LinesPerSecond: 1, Burst: 1, ReportEvery: 50 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)

@@ -19,13 +19,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/photon-init/photon-init/internal/syncbuf"
 )
 
 // NS is a network namespace served by one locked OS thread: Do runs
@@ -171,7 +172,7 @@ func RequireDnsmasq(t *testing.T) string {
 type Dnsmasq struct {
 	cmd       *exec.Cmd
 	leaseFile string
-	out       *syncBuffer
+	out       *syncbuf.Buffer
 	waited    chan struct{}
 }
 
@@ -193,7 +194,7 @@ func StartDnsmasq(t *testing.T, ns *NS, iface, leaseFile string, args ...string)
 		// the offer beyond the clients' short test timeouts.
 		"--dhcp-authoritative", "--no-ping",
 	}, args...)
-	d := &Dnsmasq{leaseFile: leaseFile, out: &syncBuffer{}, waited: make(chan struct{})}
+	d := &Dnsmasq{leaseFile: leaseFile, out: &syncbuf.Buffer{}, waited: make(chan struct{})}
 	var startErr error
 	ns.Do(func() {
 		d.cmd = exec.Command(bin, all...)
@@ -285,21 +286,4 @@ type logWriter struct{ t *testing.T }
 func (w logWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

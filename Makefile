@@ -19,6 +19,7 @@ all: build
 build: bin/photon-init
 
 bin/photon-init: $(shell find cmd pkg -name '*.go' 2>/dev/null) go.mod go.sum
+	@scripts/check-build-deps.sh
 	CGO_ENABLED=1 $(GO) build $(GOFLAGS_STATIC) -o $@ ./cmd/photon-init
 
 # --- dependencies, tests, benchmark, demo (see README.md) ---

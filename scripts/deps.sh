@@ -11,7 +11,7 @@
 #                       initramfs and kernel image tools (xz extracts vmlinux)
 #   iproute2 util-linux host network and mount tools used by tests
 #   dnsmasq-base        a real DHCP server for pkg/net's tests (in test netns)
-#   gcc libc6-dev make git libseccomp-dev
+#   gcc libc6-dev make git libseccomp-dev pkg-config
 #                       the static CGO build of bin/photon-init
 #   umoci skopeo bzip2  test images (internal/testimage) and layer formats
 #   docker-registry     a real registry (distribution 2.8) for pull tests,
@@ -26,7 +26,7 @@ packages=(
 	qemu-system-x86 linux-image-amd64 busybox-static socat
 	cpio xz-utils lz4 zstd file
 	iproute2 util-linux dnsmasq-base
-	gcc libc6-dev make git ca-certificates libseccomp-dev
+	gcc libc6-dev make git ca-certificates libseccomp-dev pkg-config
 	umoci skopeo bzip2
 	docker-registry
 	e2fsprogs xfsprogs dosfstools btrfs-progs fdisk

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"reflect"
 	"runtime"
 	"strings"
@@ -201,7 +202,14 @@ func TestSeccompInContainer(t *testing.T) {
 	if !SeccompEnabled {
 		docker, sysAdmin = unfiltered, unfiltered
 	}
-	if runtime.GOARCH != "amd64" {
+	i386 := runtime.GOARCH == "amd64"
+	if i386 {
+		if why := hostRunsInt80(t); why != "" {
+			t.Logf("i386 system calls not checked: %s", why)
+			i386 = false
+		}
+	}
+	if !i386 {
 		for _, m := range []map[string]string{unfiltered, docker, sysAdmin} {
 			delete(m, "i386_getpid")
 			delete(m, "i386_keyctl")
@@ -227,7 +235,7 @@ func TestSeccompInContainer(t *testing.T) {
 				t.Errorf("%s: %s = %q, want %q", tc.m.Name, k, got[k], want)
 			}
 		}
-		if _, ok := got["i386"]; ok {
+		if _, ok := got["i386"]; ok && i386 {
 			t.Errorf("%s: the i386 child failed: %s", tc.m.Name, got["i386"])
 		}
 	}
@@ -293,4 +301,21 @@ func TestSeccompProfilesShared(t *testing.T) {
 	if p, _ := ps.profile(specWith(plain), true); p != nil {
 		t.Error("a privileged container got a profile")
 	}
+}
+
+// hostRunsInt80 runs the probe's i386 system calls (int 0x80) outside any
+// container. It returns "" when they work, else why not: some host kernels
+// do not run int 0x80 from 64-bit processes at all (ia32_emulation off,
+// CONFIG_IA32_EMULATION unset), and the probe dies of SIGSEGV there with or
+// without a filter.
+func hostRunsInt80(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command(probeBinary(t), "int80").CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("the host kernel does not run int 0x80 from a 64-bit process (probe int80 outside a container: %v)", err)
+	}
+	if !strings.Contains(string(out), "i386_getpid=ok") {
+		return fmt.Sprintf("the host kernel answers int 0x80 getpid with %q", strings.TrimSpace(string(out)))
+	}
+	return ""
 }
